@@ -1,0 +1,48 @@
+# Everything a fresh machine needs, from the project's own files.
+#   make run    the default sweep on this machine (venv created/refreshed as needed)
+#   make test   the whole test suite (also creates the tflite-runtime venv and, as root,
+#               installs the Debian packages the tests use)
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A second, older environment that plays a board: Python 3.8 when present, tflite-runtime, numpy<2.
+# (tflite-runtime 2.14 has wheels for 3.8 to 3.11; the first interpreter that runs wins.)
+OLD_PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.8*/bin/python3.8 python3.8 python3.11 python3; do \
+	"$$p" -c 'import venv' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+OLD_VENV ?= .venv-tflite-runtime
+
+.PHONY: run test lint venv old-venv clean bench-overhead bench-default
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+old-venv: $(OLD_VENV)/.installed
+
+$(OLD_VENV)/.installed:
+	test -x $(OLD_VENV)/bin/python || $(OLD_PYTHON) -m venv $(OLD_VENV)
+	$(OLD_VENV)/bin/python -m pip install --quiet 'tflite-runtime==2.14.0' 'numpy<2'
+	touch $@
+
+run: venv
+	$(PY) -m bench run $(ARGS)
+
+test: venv old-venv
+	BENCH_OLD_PYTHON=$(CURDIR)/$(OLD_VENV)/bin/python $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(PY) -m ruff check bench tests benchmarks
+
+bench-overhead: venv
+	$(PY) benchmarks/overhead.py
+
+bench-default: venv
+	$(PY) benchmarks/default_run_time.py
+
+clean:
+	rm -rf $(VENV) $(OLD_VENV) models/cache

@@ -1,0 +1,214 @@
+"""`bench` command line: run, models, devices, runs, report.
+
+Exit codes: 0 the sweep completed (failed cells are results); 2 usage or
+configuration error; 3 a device could not be used at all, or any failed cell with
+--strict; 130 interrupted (finished cells are kept; `bench run --resume RUN_ID`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from bench import __version__
+from bench.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, BenchError
+from bench.zoo.recipes import ALL_RECIPES, DEFAULT_CALIBRATION_SIZE, RECIPES, parse_recipes
+
+DEFAULT_MODELS = ("mobilenet_v2", "mobilenet_v1")
+DEFAULT_DEVICES = ("local",)
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in _csv(text)]
+    except ValueError:
+        message = f"expected comma-separated integers, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError("expected positive integers")
+    return values
+
+
+def _positive(text: str) -> int:
+    value = _ints(text)
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError("expected one positive integer")
+    return value[0]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse exits 2 too; keep its one-line style
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--store",
+        type=Path,
+        default=Path("results") / "bench.sqlite",
+        help="results store (SQLite; default results/bench.sqlite)",
+    )
+    common.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("models") / "cache",
+        help="built-variant cache (default models/cache)",
+    )
+    common.add_argument(
+        "--devices-dir",
+        type=Path,
+        default=Path("devices"),
+        help="where device files live (default devices/)",
+    )
+    parser = _Parser(prog="bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"bench {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser(
+        "run", parents=[common], help="build variants and measure them on devices"
+    )
+    run.add_argument(
+        "--models",
+        type=_csv,
+        default=list(DEFAULT_MODELS),
+        help="zoo names or model files, comma-separated "
+        f"(default {','.join(DEFAULT_MODELS)}); see `bench models list`",
+    )
+    run.add_argument(
+        "--recipes",
+        type=parse_recipes_arg,
+        default=list(ALL_RECIPES),
+        help=f"quantization recipes (default: all: {','.join(ALL_RECIPES)})",
+    )
+    run.add_argument(
+        "--devices",
+        type=_csv,
+        default=list(DEFAULT_DEVICES),
+        help="device names = files devices/NAME.toml (default local)",
+    )
+    run.add_argument(
+        "--backends",
+        type=_csv,
+        default=None,
+        help="backends to measure (default: each device's declared backends)",
+    )
+    run.add_argument(
+        "--threads",
+        type=_ints,
+        default=None,
+        help="thread counts (default: each device's `threads`)",
+    )
+    run.add_argument(
+        "--rounds",
+        type=_positive,
+        default=None,
+        help="rounds per cell, each a fresh runner process (default 1)",
+    )
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 5 timed runs, no warm-up time; figures are not for decisions",
+    )
+    run.add_argument(
+        "--calibration-size",
+        type=_positive,
+        default=DEFAULT_CALIBRATION_SIZE,
+        help="representative samples for int8/int16x8 calibration "
+        f"(default {DEFAULT_CALIBRATION_SIZE})",
+    )
+    run.add_argument(
+        "--float-io", action="store_true", help="integer recipes keep float32 inputs and outputs"
+    )
+    run.add_argument("--label", help="free text stored with the run (e.g. a commit)")
+    run.add_argument("--strict", action="store_true", help="exit 3 when any cell failed")
+    run.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="finish an interrupted run: measure only missing or failed cells",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    models = commands.add_parser("models", help="the model zoo: list, build, inspect")
+    models_sub = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
+    models_sub.add_parser("list", parents=[common], help="architectures and recipes")
+    build = models_sub.add_parser(
+        "build", parents=[common], help="convert models into recipes (cached)"
+    )
+    build.add_argument("models", nargs="+")
+    build.add_argument("--recipes", type=parse_recipes_arg, default=list(ALL_RECIPES))
+    build.add_argument("--calibration-size", type=_positive, default=DEFAULT_CALIBRATION_SIZE)
+    build.add_argument("--float-io", action="store_true")
+    inspect = models_sub.add_parser(
+        "inspect", parents=[common], help="size, ops, dtypes, scales, MACs"
+    )
+    inspect.add_argument("model", help="a .tflite file, or a zoo name (built if needed)")
+    inspect.add_argument("--recipe", default="fp32", type=parse_recipe_arg)
+
+    devices = commands.add_parser("devices", help="the device inventory")
+    devices_sub = devices.add_subparsers(
+        dest="devices_command", required=True, parser_class=_Parser
+    )
+    devices_sub.add_parser("list", parents=[common], help="device files and what they declare")
+
+    commands.add_parser("runs", parents=[common], help="runs in the store")
+    report = commands.add_parser("report", parents=[common], help="the table of a stored run")
+    report.add_argument("run_id", nargs="?", help="default: the latest run")
+    return parser
+
+
+def parse_recipes_arg(text: str) -> list[str]:
+    try:
+        return parse_recipes(text)
+    except BenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_recipe_arg(text: str) -> str:
+    if text not in RECIPES:
+        raise argparse.ArgumentTypeError(f"unknown recipe {text!r}; known: {', '.join(RECIPES)}")
+    return text
+
+
+def new_run_id() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from bench.commands.run import run_command
+
+            return run_command(args)
+        if args.command == "models":
+            from bench.commands import models
+
+            return models.main(args)
+        if args.command == "devices":
+            from bench.commands.devices import list_devices
+
+            return list_devices(args)
+        if args.command == "runs":
+            from bench.commands.runs import list_runs
+
+            return list_runs(args)
+        if args.command == "report":
+            from bench.commands.runs import report
+
+            return report(args)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK

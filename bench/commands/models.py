@@ -1,0 +1,73 @@
+"""`bench models list|build|inspect`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.errors import EXIT_OK, ModelError
+from bench.zoo.architectures import ARCHITECTURES
+from bench.zoo.build import BuildOptions, VariantBuilder
+from bench.zoo.cache import VariantCache
+from bench.zoo.names import UserModel, parse_model
+from bench.zoo.recipes import RECIPES
+
+
+def main(args: argparse.Namespace) -> int:
+    return {"list": list_models, "build": build_models, "inspect": inspect_model}[
+        args.models_command](args)
+
+
+def list_models(args: argparse.Namespace) -> int:
+    print("architectures (name: default size, options):")
+    for arch in ARCHITECTURES.values():
+        print(f"  {arch.name:<14} {arch.title:<42} @{arch.default_size:<4} {arch.options_help}")
+    print("\nnames: ARCH[:WEIGHTS][@SIZE][,KEY=VALUE]...  e.g. mobilenet_v2@160,alpha=0.5")
+    print("weights: random (seeded, the default: same name, same bytes on every machine)")
+    print("or a path: a .tflite file (measured as is), a .keras/.h5 file or a SavedModel dir\n")
+    print("recipes:")
+    for recipe in RECIPES.values():
+        print(f"  {recipe.name:<16} {recipe.summary}\n  {'':<16} paper: {recipe.paper}")
+    return EXIT_OK
+
+
+def _builder(args: argparse.Namespace) -> VariantBuilder:
+    options = BuildOptions(args.calibration_size, args.float_io)
+    return VariantBuilder(VariantCache(args.cache), options,
+                          on_event=lambda line: print(line, file=sys.stderr, flush=True))
+
+
+def build_models(args: argparse.Namespace) -> int:
+    specs = [parse_model(name) for name in args.models]
+    built = _builder(args).build(specs, args.recipes)
+    for (model, recipe), variant in built.items():
+        if variant.status == "ok":
+            note = " (random weights)" if variant.random_weights else ""
+            print(f"{model:<24} {recipe:<16} {variant.size_bytes / 1e6:8.2f} MB  "
+                  f"{variant.sha256[:12]}  {variant.path}{note}")
+        else:
+            print(f"{model:<24} {recipe:<16} FAILED: {variant.error}")
+    return EXIT_OK
+
+
+def inspect_model(args: argparse.Namespace) -> int:
+    from bench.zoo.inspect import format_report, inspect_tflite
+
+    spec = parse_model(args.model)
+    fp32_size = None
+    if isinstance(spec, UserModel) and spec.kind == "tflite":
+        path = spec.path
+    else:
+        args.calibration_size = getattr(args, "calibration_size", 32)
+        args.float_io = False
+        built = _builder(args).build([spec], [args.recipe])
+        variant = built[spec.name, args.recipe]
+        if variant.status != "ok":
+            raise ModelError(f"{spec.name} {args.recipe}: {variant.error}")
+        path = variant.path
+        fp32 = built.get((spec.name, "fp32"))
+        fp32_size = fp32.size_bytes if fp32 and fp32.status == "ok" else None
+        if variant.random_weights:
+            print("weights: random (seeded)")
+    print(format_report(inspect_tflite(path), fp32_size_bytes=fp32_size))
+    return EXIT_OK

@@ -1,0 +1,148 @@
+"""Device files: one TOML per device under devices/, the device named by the file stem.
+
+A device is a transport (how to reach it) plus a runner (what measures there) plus
+the backends it declares. Validation is strict: an unknown key, a missing field or
+a wrong type is an error that names the file and the key, never a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import UsageError
+
+DEVICES_DIR = Path("devices")
+TRANSPORTS = ("local", "ssh", "adb")
+IMPLEMENTED_TRANSPORTS = ("local",)
+RUNNERS = ("python", "benchmark_model")
+IMPLEMENTED_RUNNERS = ("python",)
+BACKENDS = ("xnnpack", "cpu", "gpu", "nnapi", "hexagon", "external")
+PYTHON_RUNNER_BACKENDS = ("xnnpack", "cpu")
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    file: Path
+    transport: str
+    runner: str
+    python: str
+    tflite_module: str
+    threads: tuple[int, ...]
+    backends: tuple[str, ...]
+    cpus: tuple[int, ...] | None
+    work_dir: str
+    timeout_s: float
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+# key: (types accepted, required, help)
+_SCHEMA: dict[str, tuple[tuple[type, ...], bool, str]] = {
+    "transport": ((str,), True, "one of " + ", ".join(TRANSPORTS)),
+    "runner": ((str,), True, "one of " + ", ".join(RUNNERS)),
+    "description": ((str,), False, "free text"),
+    "python": ((str,), False, "the device's Python ('harness': the one running bench)"),
+    "tflite_module": ((str,), False, "auto, ai_edge_litert.interpreter, "
+                      "tflite_runtime.interpreter or tensorflow.lite"),
+    "threads": ((list,), False, "list of thread counts, e.g. [1, 2]"),
+    "backends": ((list,), False, "list of backends: " + ", ".join(BACKENDS)),
+    "cpus": ((list,), False, "list of CPU numbers to pin the runner to, e.g. [0]"),
+    "work_dir": ((str,), False, "directory on the device for the runner and models"),
+    "timeout_s": ((int, float), False, "seconds one measurement may take before it is killed"),
+}
+TFLITE_MODULES = ("auto", "ai_edge_litert.interpreter", "tflite_runtime.interpreter",
+                  "tensorflow.lite")
+
+
+def _fail(path: Path, key: str | None, message: str) -> UsageError:
+    where = f"{path}: key '{key}'" if key else str(path)
+    return UsageError(f"device file {where}: {message}")
+
+
+def load_device(path: Path) -> Device:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"device file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise _fail(path, None, f"not valid TOML ({exc}); fix the syntax") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(path, None, f"cannot read it ({exc})") from None
+    for key in data:
+        if key not in _SCHEMA:
+            raise _fail(path, key, f"unknown key; known keys: {', '.join(_SCHEMA)}")
+    for key, (types, required, help_text) in _SCHEMA.items():
+        if key not in data:
+            if required:
+                raise _fail(path, key, f"missing (required: {help_text})")
+            continue
+        value = data[key]
+        if not isinstance(value, types) or isinstance(value, bool):
+            kind = type(value).__name__
+            raise _fail(path, key, f"expected {help_text}, got {kind} {value!r}")
+    transport = _choice(path, "transport", data["transport"], TRANSPORTS)
+    if transport not in IMPLEMENTED_TRANSPORTS:
+        raise _fail(path, "transport", f"'{transport}' devices are not supported yet "
+                    f"(available: {', '.join(IMPLEMENTED_TRANSPORTS)})")
+    runner = _choice(path, "runner", data["runner"], RUNNERS)
+    if runner not in IMPLEMENTED_RUNNERS:
+        raise _fail(path, "runner", f"'{runner}' is not supported yet "
+                    f"(available: {', '.join(IMPLEMENTED_RUNNERS)})")
+    backends = tuple(_list_of(path, "backends", data.get("backends", ["xnnpack"]), str))
+    for backend in backends:
+        _choice(path, "backends", backend, BACKENDS)
+    threads = tuple(_list_of(path, "threads", data.get("threads", [1]), int))
+    if not threads or any(t < 1 for t in threads):
+        raise _fail(path, "threads", "needs at least one thread count, each >= 1")
+    cpus = data.get("cpus")
+    if cpus is not None:
+        cpus = tuple(_list_of(path, "cpus", cpus, int))
+    timeout = float(data.get("timeout_s", 600))
+    if timeout <= 0:
+        raise _fail(path, "timeout_s", "must be positive")
+    module = data.get("tflite_module", "auto")
+    _choice(path, "tflite_module", module, TFLITE_MODULES)
+    name = path.stem
+    default_work = str(Path(tempfile.gettempdir()) / f"bench-work-{os.getuid()}" / name)
+    return Device(
+        name=name, file=path, transport=transport, runner=runner,
+        python=data.get("python", "harness"), tflite_module=module, threads=threads,
+        backends=backends, cpus=cpus, work_dir=data.get("work_dir", default_work),
+        timeout_s=timeout, description=data.get("description", ""),
+    )
+
+
+def _choice(path: Path, key: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise _fail(path, key, f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _list_of(path: Path, key: str, value, item_type: type) -> list:
+    if not isinstance(value, list) or not all(
+        isinstance(v, item_type) and not isinstance(v, bool) for v in value
+    ):
+        raise _fail(path, key, f"expected a list of {item_type.__name__}, got {value!r}")
+    return value
+
+
+def available_devices(directory: Path = DEVICES_DIR) -> list[str]:
+    return sorted(p.stem for p in Path(directory).glob("*.toml"))
+
+
+def load_devices(names: list[str], directory: Path = DEVICES_DIR) -> list[Device]:
+    devices = []
+    for name in names:
+        path = Path(directory) / f"{name}.toml"
+        if not path.is_file():
+            known = ", ".join(available_devices(directory)) or "none"
+            raise UsageError(f"unknown device {name!r}: no {path} (devices here: {known}); "
+                             "add a device file or fix the name")
+        devices.append(load_device(path))
+    return devices

@@ -1,0 +1,1 @@
+"""Measurement: the protocol (warm-up, loop, rounds), statistics, one cell's round."""

@@ -1,0 +1,163 @@
+"""One round of one cell on one device: stage, write the job, run the runner, read back.
+
+A cell is (variant, device, backend, threads). Whatever goes wrong in a round
+(a runtime that lacks an op, a crash, a hang) comes back as a failed round record
+with one line of reason; nothing here raises for a per-cell problem.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from bench.devices import Device
+from bench.measure.protocol import Protocol
+from bench.measure.stats import summarize
+from bench.transports.base import Transport, TransportError
+from bench.zoo.cache import Variant, file_sha256
+
+RUNNER_FILE = Path(__file__).resolve().parent.parent / "runners" / "pyrunner.py"
+JOB_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Cell:
+    variant: Variant
+    device: str
+    backend: str
+    threads: int
+
+    @property
+    def model(self) -> str:
+        return self.variant.model
+
+    @property
+    def recipe(self) -> str:
+        return self.variant.recipe
+
+    @property
+    def key(self) -> tuple[str, str, str, str, int]:
+        return (self.model, self.recipe, self.device, self.backend, self.threads)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} {self.recipe} on {self.device}/{self.backend}/t{self.threads}"
+
+
+class DeviceSession:
+    """Staged runner and models on one device, and the rounds measured there."""
+
+    def __init__(self, device: Device, transport: Transport, protocol: Protocol):
+        self.device = device
+        self.transport = transport
+        self.protocol = protocol
+        self.work = PurePosixPath(device.work_dir)
+        self.python = sys.executable if device.python == "harness" else device.python
+        runner_hash = file_sha256(RUNNER_FILE)[:12]
+        self.runner_path = str(self.work / f"pyrunner-{runner_hash}.py")
+        self._staged: set[str] = set()
+
+    def stage(self, local: Path, remote: str) -> None:
+        """Push once; a file the device already holds (named by its hash) is not re-sent."""
+        if remote in self._staged:
+            return
+        if not self.transport.exists(remote):
+            self.transport.push(local, remote)
+        self._staged.add(remote)
+
+    def model_path(self, variant: Variant) -> str:
+        return str(self.work / "models" / f"{variant.sha256}.tflite")
+
+    def job(self, cell: Cell, round_index: int) -> dict:
+        return {
+            "schema_version": JOB_SCHEMA_VERSION,
+            "model_path": self.model_path(cell.variant),
+            "backend": cell.backend,
+            "threads": cell.threads,
+            "tflite_module": self.device.tflite_module,
+            "cpus": list(self.device.cpus) if self.device.cpus else None,
+            "round": round_index,
+            **{k: v for k, v in self.protocol.to_dict().items() if k != "rounds"},
+        }
+
+    def run_round(self, cell: Cell, round_index: int) -> dict:
+        """A round record; status 'failed' with a reason when anything went wrong."""
+        try:
+            self.stage(RUNNER_FILE, self.runner_path)
+            self.stage(Path(cell.variant.path), self.model_path(cell.variant))
+            return self._run(cell, round_index)
+        except (TransportError, OSError) as exc:
+            return {"status": "failed", "error": f"device error: {exc}"}
+
+    def _run(self, cell: Cell, round_index: int) -> dict:
+        token = uuid.uuid4().hex[:12]
+        job_remote = str(self.work / "jobs" / f"{token}.job.json")
+        result_remote = str(self.work / "jobs" / f"{token}.result.json")
+        with tempfile.TemporaryDirectory(prefix="bench-job-") as scratch:
+            job_local = Path(scratch) / "job.json"
+            job_local.write_text(json.dumps(self.job(cell, round_index)))
+            self.transport.push(job_local, job_remote)
+            command = [self.python, "-I", self.runner_path, job_remote, result_remote]
+            outcome = self.transport.run(command, timeout=self.device.timeout_s)
+            if outcome.timed_out:
+                return {"status": "failed", "host_seconds": outcome.seconds,
+                        "error": f"runner timed out after {self.device.timeout_s:g}s and was "
+                                 f"killed with its process group; raise timeout_s in "
+                                 f"{self.device.file} if the model is just slow"}
+            result_local = Path(scratch) / "result.json"
+            try:
+                self.transport.pull(result_remote, result_local)
+                record = json.loads(result_local.read_text())
+            except (TransportError, ValueError):
+                return {"status": "failed", "host_seconds": outcome.seconds,
+                        "error": crash_reason(outcome.returncode, outcome.tail())}
+        record["host_seconds"] = outcome.seconds
+        if record.get("status") != "ok" and not record.get("error"):
+            record["error"] = "runner reported failure without a reason"
+        return record
+
+
+def crash_reason(returncode: int | None, tail: str) -> str:
+    if returncode is not None and returncode < 0:
+        how = f"was killed by signal {-returncode}"
+    else:
+        how = f"exited with code {returncode} without writing a result"
+    return f"runner {how}" + (f": {tail}" if tail else "")
+
+
+def summarize_cell(cell: Cell, rounds: list[dict]) -> dict:
+    """The stored cell row: status and reason, medians and p90 over the rounds."""
+    ok = [r for r in rounds if r.get("status") == "ok" and r.get("latencies_us")]
+    first = ok[0] if ok else (rounds[0] if rounds else {})
+    runtime = first.get("runtime") or {}
+    row = {
+        "model": cell.model, "recipe": cell.recipe, "device": cell.device,
+        "backend": cell.backend, "threads": cell.threads, "sha256": cell.variant.sha256,
+        "runtime": runtime.get("name"), "runtime_version": runtime.get("version"),
+    }
+    if not ok:
+        errors = [r.get("error") for r in rounds if r.get("error")]
+        return {**row, "status": "failed", "reason": errors[0] if errors else "no rounds",
+                "summary": {}}
+    per_round = [summarize(r["latencies_us"]) for r in ok]
+    summary = {
+        "rounds": len(ok),
+        "failed_rounds": len(rounds) - len(ok),
+        "round_medians_us": [s["median"] for s in per_round],
+        "iterations": sum(s["n"] for s in per_round),
+        "per_round": per_round,
+        "init_ms": first.get("init_ms"),
+        "first_inference_us": first.get("first_inference_us"),
+        "peak_memory_kib": max((r.get("peak_memory_kib") or 0) for r in ok),
+        "delegation": first.get("delegation"),
+        "cpu_model": first.get("cpu_model"),
+        "loadavg_before": first.get("loadavg_before"),
+    }
+    return {**row, "status": "ok", "reason": None,
+            "median_us": statistics.median(s["median"] for s in per_round),
+            "p90_us": statistics.median(s["p90"] for s in per_round), "summary": summary}

@@ -1,0 +1,1 @@
+"""Reports: the terminal table now; plots and HTML dashboards later."""

@@ -1,0 +1,313 @@
+"""Self-contained TFLite benchmark runner: one process, one round of one cell.
+
+This file is copied to devices and run there with the device's own Python, so it
+imports nothing from the project: only the standard library, numpy and whichever
+TFLite interpreter module the device has. It must keep working on Python 3.8.
+
+Usage:  python -I pyrunner.py JOB.json RESULT.json
+
+The job and the result are JSON files, never stdout: native libraries print there.
+The result is written even when the round fails, with the error as text; the exit
+code is 0 when a result was written, whatever its status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+
+SCHEMA_VERSION = 1
+RUNNER_VERSION = "1"
+
+# Module candidates for `tflite_module = "auto"`, most capable first.
+AUTO_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
+DISTRIBUTIONS = {
+    "ai_edge_litert.interpreter": "ai-edge-litert",
+    "tflite_runtime.interpreter": "tflite-runtime",
+    "tensorflow.lite": "tensorflow",
+}
+
+
+class RunnerFailure(Exception):
+    """A failure whose message is already clear enough to show the user."""
+
+
+def now_s():
+    return time.perf_counter()
+
+
+def read_text(path, default=""):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return default
+
+
+def cpu_description():
+    """CPU model name and feature flags, as the kernel reports them."""
+    model, flags = platform.processor() or "unknown", []
+    for line in read_text("/proc/cpuinfo").splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and model in ("unknown", ""):
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = value.split()
+    return model or "unknown", flags
+
+
+def load_average():
+    try:
+        return list(os.getloadavg())
+    except (OSError, AttributeError):
+        return None
+
+
+def memory_kib(field):
+    """A field of /proc/self/status in KiB (VmRSS, VmHWM), or None."""
+    for line in read_text("/proc/self/status").splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return None
+
+
+def reset_peak_rss():
+    """Reset the kernel's high-water mark so the peak we read is ours alone."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_kib():
+    peak = memory_kib("VmHWM")
+    if peak is not None:
+        return peak
+    try:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return usage // 1024 if sys.platform == "darwin" else usage
+    except Exception:
+        return None
+
+
+def import_interpreter(requested):
+    """Import the interpreter module; returns (module, module name, runtime, version)."""
+    import importlib
+
+    candidates = AUTO_MODULES if requested == "auto" else (requested,)
+    errors = []
+    for name in candidates:
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:  # ImportError, or a broken native library
+            errors.append("%s: %s" % (name, str(exc).splitlines()[0] if str(exc) else type(exc)))
+            continue
+        if name == "tensorflow.lite":
+            module = module.python.interpreter if hasattr(module, "python") else module
+        return module, name, DISTRIBUTIONS.get(name, name), runtime_version(name)
+    raise RunnerFailure(
+        "no TFLite interpreter module could be imported (%s); install ai-edge-litert or "
+        "tflite-runtime for %s, or set tflite_module in the device file"
+        % ("; ".join(errors), sys.executable)
+    )
+
+
+def runtime_version(module_name):
+    distribution = DISTRIBUTIONS.get(module_name)
+    try:
+        from importlib import metadata
+
+        return metadata.version(distribution)
+    except Exception:
+        pass
+    try:
+        import importlib
+
+        top = importlib.import_module(module_name.split(".")[0])
+        return str(getattr(top, "__version__", "unknown"))
+    except Exception:
+        return "unknown"
+
+
+def make_interpreter(module, job):
+    """Build the interpreter with the backend's delegate policy."""
+    kwargs = {"model_path": job["model_path"], "num_threads": int(job["threads"])}
+    backend = job["backend"]
+    resolver = getattr(module, "OpResolverType", None)
+    if backend == "cpu":
+        if resolver is None:
+            raise RunnerFailure(
+                "backend 'cpu' needs OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, "
+                "which this TFLite runtime does not have; use backend 'xnnpack'"
+            )
+        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    elif backend != "xnnpack":
+        raise RunnerFailure(
+            "backend %r is not supported by the python runner (supported: xnnpack, cpu)" % backend
+        )
+    return module.Interpreter(**kwargs)
+
+
+def delegate_evidence(interpreter, backend):
+    """What actually ran the graph, from delegate nodes in the interpreter's graph.
+
+    After XNNPACK is applied, the nodes it took are replaced by DELEGATE nodes. No such
+    node means XNNPACK took nothing; we never infer it from dtypes or speed.
+    """
+    try:
+        ops = interpreter._get_ops_details()
+    except Exception as exc:
+        return {"xnnpack": "unknown", "delegate_nodes": None, "nodes": None,
+                "evidence": "op details unavailable: %s" % exc}
+    delegate_nodes = sum(1 for op in ops if op.get("op_name") == "DELEGATE")
+    model_nodes = len(ops) - delegate_nodes
+    if backend == "cpu":
+        verdict = "no" if delegate_nodes == 0 else "unknown"
+    else:
+        verdict = "yes" if delegate_nodes else "no"
+    return {
+        "xnnpack": verdict,
+        "delegate_nodes": delegate_nodes,
+        "nodes": model_nodes,
+        "evidence": "%d DELEGATE node(s) replaced parts of the %d-node graph"
+        % (delegate_nodes, model_nodes),
+    }
+
+
+def make_inputs(numpy, interpreter, seed):
+    """Seeded random inputs that respect each input's dtype and quantization."""
+    rng = numpy.random.RandomState(seed)
+    inputs = []
+    for detail in interpreter.get_input_details():
+        shape = [int(x) if int(x) > 0 else 1 for x in detail["shape"]]
+        dtype = numpy.dtype(detail["dtype"])
+        if dtype.kind == "f":
+            value = rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+        elif dtype.kind in "iu":
+            info = numpy.iinfo(dtype)
+            low, high = max(info.min, -128), min(info.max, 127)
+            value = rng.randint(low, high + 1, size=shape).astype(dtype)
+        elif dtype.kind == "b":
+            value = rng.randint(0, 2, size=shape).astype(dtype)
+        else:
+            raise RunnerFailure("input %r has dtype %s, which the runner cannot fill"
+                                % (detail.get("name"), dtype))
+        inputs.append((detail["index"], value))
+    return inputs
+
+
+def timed_loop(interpreter, job):
+    """Warm-up, then the timed loop, with benchmark_model's stopping rules."""
+    invoke = interpreter.invoke
+    clock = time.perf_counter_ns
+    warmup_runs, warmup_min_s = int(job["warmup_runs"]), float(job["warmup_min_s"])
+    start, done = now_s(), 0
+    while done < warmup_runs or now_s() - start < warmup_min_s:
+        invoke()
+        done += 1
+    min_runs, min_s, max_s = int(job["min_runs"]), float(job["min_s"]), float(job["max_s"])
+    latencies = []
+    append = latencies.append
+    start = now_s()
+    while True:
+        before = clock()
+        invoke()
+        append((clock() - before) / 1000.0)
+        elapsed = now_s() - start
+        if elapsed >= max_s or (len(latencies) >= min_runs and elapsed >= min_s):
+            break
+    return done, latencies
+
+
+def set_affinity(cpus):
+    if not cpus:
+        return None
+    if not hasattr(os, "sched_setaffinity"):
+        raise RunnerFailure("this platform cannot pin CPUs; remove 'cpus' from the device file")
+    os.sched_setaffinity(0, set(int(c) for c in cpus))
+    return sorted(os.sched_getaffinity(0))
+
+
+def measure(job, result):
+    result["affinity"] = set_affinity(job.get("cpus"))
+    import numpy
+
+    result["numpy_version"] = numpy.__version__
+    module, name, runtime, version = import_interpreter(job.get("tflite_module", "auto"))
+    result["runtime"] = {"name": runtime, "version": version, "module": name}
+    if not os.path.isfile(job["model_path"]):
+        raise RunnerFailure("model file not found on the device: %s" % job["model_path"])
+
+    reset_ok = reset_peak_rss()
+    baseline_kib = memory_kib("VmRSS") if reset_ok else peak_rss_kib()
+    started = now_s()
+    interpreter = make_interpreter(module, job)
+    interpreter.allocate_tensors()
+    result["init_ms"] = (now_s() - started) * 1000.0
+    result["delegation"] = delegate_evidence(interpreter, job["backend"])
+
+    for index, value in make_inputs(numpy, interpreter, int(job.get("input_seed", 0))):
+        interpreter.set_tensor(index, value)
+    started = now_s()
+    interpreter.invoke()
+    result["first_inference_us"] = (now_s() - started) * 1e6
+    result["warmup_runs"], result["latencies_us"] = timed_loop(interpreter, job)
+    peak = peak_rss_kib()
+    result["peak_memory_kib"] = peak - baseline_kib if None not in (peak, baseline_kib) else None
+    result["memory_method"] = "VmHWM after clear_refs minus VmRSS" if reset_ok else "maxrss delta"
+
+
+def run(job_path, result_path):
+    cpu_model, cpu_flags = cpu_description()
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "runner_version": RUNNER_VERSION,
+        "status": "failed",
+        "error": None,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model,
+        "cpu_flags": cpu_flags,
+        "cpu_count": os.cpu_count(),
+        "loadavg_before": load_average(),
+        "started_unix": time.time(),
+    }
+    try:
+        with open(job_path) as handle:
+            job = json.load(handle)
+        if job.get("schema_version") != SCHEMA_VERSION:
+            raise RunnerFailure("job schema %r, runner expects %d; push the matching runner"
+                                % (job.get("schema_version"), SCHEMA_VERSION))
+        result["job"] = job
+        measure(job, result)
+        result["status"] = "ok"
+    except RunnerFailure as exc:
+        result["error"] = str(exc)
+    except Exception as exc:
+        message = str(exc).strip().splitlines()
+        result["error"] = "%s: %s" % (type(exc).__name__, " ".join(message)[:2000])
+        result["traceback"] = traceback.format_exc()[-4000:]
+    result["loadavg_after"] = load_average()
+    result["finished_unix"] = time.time()
+    temporary = result_path + ".partial"
+    with open(temporary, "w") as handle:
+        json.dump(result, handle)
+    os.replace(temporary, result_path)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.stderr.write("usage: pyrunner.py JOB.json RESULT.json\n")
+        sys.exit(2)
+    sys.exit(run(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,46 @@
+"""The transport interface: the only way measurement code reaches a device.
+
+Push files, run a command with a timeout, pull files, close. The measurement code
+never knows whether the device is this machine, a board over SSH or a phone over
+ADB; each transport maps these four verbs onto its own channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    returncode: int | None  # None when the command was killed on timeout
+    stdout: str
+    stderr: str
+    seconds: float
+    timed_out: bool = False
+
+    def tail(self, lines: int = 5) -> str:
+        text = (self.stderr or self.stdout).strip().splitlines()
+        return " | ".join(line.strip() for line in text[-lines:])
+
+
+class TransportError(Exception):
+    """The device could not be reached or did not do what was asked."""
+
+
+class Transport(Protocol):
+    def push(self, local: Path, remote: str) -> None:
+        """Copy a local file to `remote` (a path on the device)."""
+
+    def pull(self, remote: str, local: Path) -> None:
+        """Copy a device file to `local`; TransportError when it does not exist."""
+
+    def run(self, argv: list[str], timeout: float) -> CommandResult:
+        """Run argv on the device; on timeout kill the whole process group."""
+
+    def exists(self, remote: str) -> bool:
+        """Whether the device already holds `remote` (used to skip staging)."""
+
+    def close(self) -> None:
+        """Release connections; killing anything still running."""

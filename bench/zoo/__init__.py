@@ -1,0 +1,1 @@
+"""Model zoo: building, converting and inspecting the benchmarked models."""

@@ -1,0 +1,128 @@
+"""The CNNs the quantization whitepaper studies, as seeded Keras builders.
+
+Every builder returns logits (no softmax): the output check compares float and
+quantized logits, which stay informative where softmax probabilities would all
+round to zero in int8. Softmax over 1000 classes costs nothing next to the network.
+
+Keras is imported inside the builders only: listing or naming models must not pay
+for importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+BUILDER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    title: str
+    default_size: int
+    min_size: int
+    build_fn: Callable[[int, float | None], Any]
+    alphas: tuple[float, ...] = ()
+    default_alpha: float | None = None
+    note: str = ""
+    builder_version: int = BUILDER_VERSION
+
+    @property
+    def options_help(self) -> str:
+        parts = ["@SIZE", "seed=N"]
+        if self.alphas:
+            parts.append("alpha=" + "|".join(f"{a:g}" for a in self.alphas))
+        return ", ".join(parts)
+
+    def build(self, size: int, alpha: float | None, seed: int):
+        """Build with weights drawn from `seed`: same seed, same bytes, any machine."""
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        return self.build_fn(size, alpha)
+
+
+def _shape(size: int) -> tuple[int, int, int]:
+    return (size, size, 3)
+
+
+def _mobilenet_v1(size: int, alpha: float | None):
+    import keras
+
+    return keras.applications.MobileNet(
+        input_shape=_shape(size), alpha=alpha or 1.0, weights=None, classifier_activation=None
+    )
+
+
+def _mobilenet_v2(size: int, alpha: float | None):
+    import keras
+
+    return keras.applications.MobileNetV2(
+        input_shape=_shape(size), alpha=alpha or 1.0, weights=None, classifier_activation=None
+    )
+
+
+def _resnet50(size: int, alpha: float | None):
+    import keras
+
+    return keras.applications.ResNet50(
+        input_shape=_shape(size), weights=None, classifier_activation=None
+    )
+
+
+def _resnet50_v2(size: int, alpha: float | None):
+    import keras
+
+    return keras.applications.ResNet50V2(
+        input_shape=_shape(size), weights=None, classifier_activation=None
+    )
+
+
+def _inception_v3(size: int, alpha: float | None):
+    import keras
+
+    return keras.applications.InceptionV3(
+        input_shape=_shape(size), weights=None, classifier_activation=None
+    )
+
+
+def _nasnet_mobile(size: int, alpha: float | None):
+    import keras
+
+    return keras.applications.NASNetMobile(
+        input_shape=_shape(size), weights=None, classifier_activation=None
+    )
+
+
+def _tiny_cnn(size: int, alpha: float | None):
+    """Five layers with the op types that matter (conv, depthwise, add, dense)."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=_shape(size))
+    x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu6")(inputs)
+    y = layers.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
+    x = layers.Add()([x, y])
+    x = layers.Conv2D(96, 1, activation="relu6")(x)  # >= 1024 weights: dynamic quantizes it
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(100)(x), name="tiny_cnn")
+
+
+_MOBILENET_ALPHAS = (0.25, 0.5, 0.75, 1.0)
+
+ARCHITECTURES: dict[str, Architecture] = {
+    arch.name: arch
+    for arch in (
+        Architecture("mobilenet_v1", "MobileNetV1", 224, 32, _mobilenet_v1,
+                     _MOBILENET_ALPHAS, 1.0, "paper's main mobile model"),
+        Architecture("mobilenet_v2", "MobileNetV2", 224, 32, _mobilenet_v2,
+                     (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), 1.0, "paper: largest PTQ loss"),
+        Architecture("resnet50", "ResNet50 (v1)", 224, 32, _resnet50),
+        Architecture("resnet50_v2", "ResNet50V2", 224, 32, _resnet50_v2),
+        Architecture("inception_v3", "InceptionV3", 299, 75, _inception_v3),
+        Architecture("nasnet_mobile", "NASNetMobile", 224, 32, _nasnet_mobile),
+        Architecture("tiny_cnn", "tiny CNN (smoke tests, not in the paper)", 32, 8, _tiny_cnn),
+    )
+}

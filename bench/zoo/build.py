@@ -1,0 +1,189 @@
+"""Turn model specs and recipe names into built variants, from the cache or the worker.
+
+All conversions of a run happen here, before any measurement starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from bench.errors import ModelError
+from bench.zoo.cache import Variant, VariantCache, file_sha256
+from bench.zoo.names import ModelSpec, UserModel, ZooModel
+from bench.zoo.recipes import recipe_key
+from bench.zoo.worker import PROGRESS_PREFIX
+
+AS_IS = "file"  # the recipe name of a user's .tflite, benchmarked as it is
+
+
+@dataclass(frozen=True)
+class BadModel:
+    """A model argument that could not be resolved; its cells fail with `error`."""
+
+    name: str
+    error: str
+    random_weights: bool = False
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    calibration_size: int = 32
+    float_io: bool = False
+
+
+def converter_version() -> str:
+    try:
+        return metadata.version("tensorflow")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def source_of(spec: ModelSpec) -> dict:
+    if isinstance(spec, ZooModel):
+        return {"kind": "zoo", "arch": spec.arch, "size": spec.size, "alpha": spec.alpha,
+                "seed": spec.seed}
+    return {"kind": spec.kind, "path": str(spec.path)}
+
+
+def variant_key(spec: ModelSpec, recipe: str, options: BuildOptions) -> dict:
+    if isinstance(spec, ZooModel):
+        model_key = spec.key()
+    else:  # a user's file: its content identifies it
+        path = spec.path
+        digest = file_sha256(path) if path.is_file() else _directory_digest(path)
+        model_key = {"file": digest, "kind": spec.kind}
+    return {
+        "model": model_key,
+        **recipe_key(recipe, options.calibration_size, options.float_io),
+        "converter": {"tensorflow": converter_version()},
+    }
+
+
+def _directory_digest(path: Path) -> str:
+    entries = []
+    for item in sorted(path.rglob("*")):
+        if item.is_file():
+            entries.append(f"{item.relative_to(path)}:{file_sha256(item)}")
+    return file_sha256_of_text("\n".join(entries))
+
+
+def file_sha256_of_text(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def recipes_for(spec: ModelSpec | BadModel, recipes: list[str]) -> list[str]:
+    """The recipes a model is measured in: a .tflite file only as it is."""
+    if isinstance(spec, UserModel) and spec.kind == "tflite":
+        return [AS_IS]
+    return list(recipes)
+
+
+def user_tflite_variant(spec: UserModel) -> Variant:
+    from bench.zoo.inspect import inspect_tflite
+
+    try:
+        info = inspect_tflite(spec.path)
+    except ModelError as exc:
+        return Variant(model=spec.name, recipe=AS_IS, status="failed", error=str(exc))
+    return Variant(model=spec.name, recipe=AS_IS, status="ok", path=str(spec.path),
+                   sha256=info.sha256, size_bytes=info.size_bytes, key={"file": info.sha256})
+
+
+class VariantBuilder:
+    """Resolves every (model, recipe) of a run to a Variant, converting what is missing."""
+
+    def __init__(self, cache: VariantCache, options: BuildOptions,
+                 on_event: Callable[[str], None] = lambda line: None):
+        self.cache = cache
+        self.options = options
+        self.on_event = on_event
+        self.converted = 0
+
+    def build(self, specs: list[ModelSpec | BadModel], recipes: list[str]) -> dict:
+        """{(model name, recipe): Variant}; fp32 is always built as the reference."""
+        variants: dict[tuple[str, str], Variant] = {}
+        missing: list[dict] = []
+        for spec in specs:
+            if isinstance(spec, BadModel):
+                for recipe in recipes:
+                    variants[spec.name, recipe] = Variant(spec.name, recipe, "failed",
+                                                          error=spec.error)
+                continue
+            if isinstance(spec, UserModel) and spec.kind == "tflite":
+                variants[spec.name, AS_IS] = user_tflite_variant(spec)
+                continue
+            wanted = ["fp32"] + [r for r in recipes if r != "fp32"]
+            reference = None
+            for recipe in wanted:
+                key = variant_key(spec, recipe, self.options)
+                cached = self.cache.load(key)
+                if cached is not None and (cached.status == "ok" or recipe != "fp32"):
+                    variants[spec.name, recipe] = cached
+                    if recipe == "fp32" and cached.status == "ok":
+                        reference = cached.path
+                    continue
+                variant = Variant(spec.name, recipe, "failed", key=key,
+                                  random_weights=spec.random_weights)
+                variants[spec.name, recipe] = variant
+                missing.append({
+                    "id": len(missing),
+                    "source": source_of(spec),
+                    "variant": variant.to_dict(),
+                    "out_dir": str(self.cache.directory(key)),
+                    "cache_root": str(self.cache.root),
+                    "reference": reference,
+                    "calibration_size": self.options.calibration_size,
+                    "float_io": self.options.float_io,
+                })
+        if missing:
+            self._run_worker(missing, variants)
+        return variants
+
+    def _run_worker(self, requests: list[dict], variants: dict) -> None:
+        by_id = {r["id"]: variants[r["variant"]["model"], r["variant"]["recipe"]]
+                 for r in requests}
+        self.cache.root.mkdir(parents=True, exist_ok=True)
+        log_path = self.cache.root / "worker.log"
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+            json.dump(requests, handle)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+        self.on_event(f"converting {len(requests)} variant(s) (TensorFlow "
+                      f"{converter_version()}; log: {log_path})")
+        try:
+            with open(log_path, "w") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "bench.zoo.worker", handle.name],
+                    stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+                assert process.stdout is not None
+                for line in process.stdout:
+                    if line.startswith(PROGRESS_PREFIX):
+                        self._finish(json.loads(line[len(PROGRESS_PREFIX):]), by_id)
+                code = process.wait()
+        finally:
+            os.unlink(handle.name)
+        for variant in by_id.values():
+            if variant.status != "ok" and not variant.error:
+                variant.error = (f"conversion worker exited with code {code} before building "
+                                 f"this variant; see {log_path}")
+
+    def _finish(self, outcome: dict, by_id: dict) -> None:
+        variant = by_id[outcome.pop("id")]
+        for name, value in outcome.items():
+            setattr(variant, name, value)
+        if variant.status == "ok":
+            variant.path = str(self.cache.directory(variant.key) / "model.tflite")
+            self.converted += 1
+            self.on_event(f"  built {variant.model} {variant.recipe}: "
+                          f"{variant.size_bytes / 1e6:.2f} MB in {variant.build_seconds:.1f}s")
+        else:
+            self.on_event(f"  FAILED {variant.model} {variant.recipe}: {variant.error}")

@@ -1,0 +1,180 @@
+"""Model names: one string says which network, at which size, with which weights.
+
+Grammar::
+
+    ARCH[:WEIGHTS][@SIZE][,KEY=VALUE]...
+
+    mobilenet_v2                    MobileNetV2, 224x224, width 1.0, random weights (seed 0)
+    mobilenet_v2@160,alpha=0.5      160x160, width multiplier 0.5
+    resnet50,seed=3                 random weights drawn with seed 3
+    mobilenet_v2:imagenet           trained weights from a weight source (later issues)
+
+A model that is not a zoo name is a path: a `.tflite` file (benchmarked as is), a
+Keras file (`.keras`, `.h5`) or a SavedModel directory (converted by the recipes).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import UsageError
+from bench.zoo.architectures import ARCHITECTURES, Architecture
+
+_NAME = re.compile(
+    r"^(?P<arch>[a-z][a-z0-9_]*)(?::(?P<weights>[a-z][a-z0-9_]*))?(?:@(?P<size>\d+))?"
+    r"(?P<options>(?:,[a-z_]+=[^,@:]+)*)$"
+)
+USER_SUFFIXES = (".tflite", ".keras", ".h5")
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """A zoo architecture with every option resolved (defaults filled in)."""
+
+    arch: str
+    size: int
+    alpha: float | None
+    weights: str = "random"
+    seed: int = 0
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def architecture(self) -> Architecture:
+        return ARCHITECTURES[self.arch]
+
+    @property
+    def name(self) -> str:
+        """Canonical name: non-default options only, in a fixed order."""
+        arch = self.architecture
+        text = self.arch if self.weights == "random" else f"{self.arch}:{self.weights}"
+        if self.size != arch.default_size:
+            text += f"@{self.size}"
+        if self.alpha is not None and self.alpha != arch.default_alpha:
+            text += f",alpha={self.alpha:g}"
+        if self.weights == "random" and self.seed != 0:
+            text += f",seed={self.seed}"
+        return text
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights == "random"
+
+    def key(self) -> dict:
+        """Everything about the model that changes the bytes of its conversions."""
+        return {
+            "arch": self.arch,
+            "size": self.size,
+            "alpha": self.alpha,
+            "weights": self.weights,
+            "seed": self.seed if self.random_weights else None,
+            "builder_version": self.architecture.builder_version,
+        }
+
+
+@dataclass(frozen=True)
+class UserModel:
+    """A model file the user brings."""
+
+    path: Path
+
+    @property
+    def kind(self) -> str:
+        if self.path.suffix == ".tflite":
+            return "tflite"
+        if self.path.suffix in (".keras", ".h5"):
+            return "keras"
+        return "saved_model"
+
+    @property
+    def name(self) -> str:
+        return self.path.stem if self.path.suffix else self.path.name
+
+    @property
+    def random_weights(self) -> bool:
+        return False
+
+
+ModelSpec = ZooModel | UserModel
+
+
+def parse_model(text: str) -> ModelSpec:
+    """Parse a zoo name or a path; raises UsageError with what to do instead."""
+    text = text.strip()
+    if not text:
+        raise UsageError("empty model name; see `bench models list` for the zoo")
+    looks_like_path = "/" in text or text.endswith(USER_SUFFIXES) or Path(text).is_dir()
+    if looks_like_path:
+        return _user_model(Path(text))
+    match = _NAME.match(text)
+    if not match:
+        raise UsageError(
+            f"cannot read model name {text!r}: expected ARCH[:WEIGHTS][@SIZE][,KEY=VALUE]..., "
+            "e.g. mobilenet_v2@160,alpha=0.5"
+        )
+    arch_name = match["arch"]
+    if arch_name not in ARCHITECTURES:
+        raise UsageError(
+            f"unknown zoo model {arch_name!r}; known: {', '.join(sorted(ARCHITECTURES))} "
+            "(or give a path to a .tflite, .keras/.h5 file or SavedModel directory)"
+        )
+    arch = ARCHITECTURES[arch_name]
+    options = dict(_split_options(text, match["options"]))
+    weights = match["weights"] or "random"
+    if weights != "random":
+        raise UsageError(
+            f"{text}: weight source {weights!r} is not available yet; only random weights "
+            "(the default) can be built"
+        )
+    size = int(match["size"]) if match["size"] else arch.default_size
+    if not arch.min_size <= size <= 1024:
+        raise UsageError(f"{text}: input size {size} out of range for {arch_name} "
+                         f"({arch.min_size}..1024)")
+    alpha = _alpha(text, arch, options.pop("alpha", None))
+    seed = _int_option(text, "seed", options.pop("seed", "0"))
+    if options:
+        raise UsageError(f"{text}: unknown option(s) {', '.join(sorted(options))}; "
+                         f"{arch_name} takes {arch.options_help}")
+    return ZooModel(arch=arch_name, size=size, alpha=alpha, weights=weights, seed=seed)
+
+
+def _user_model(path: Path) -> UserModel:
+    if not path.exists():
+        raise UsageError(f"model file not found: {path} (give an existing .tflite, .keras/.h5 "
+                         "file or SavedModel directory)")
+    if path.is_dir() and not (path / "saved_model.pb").is_file():
+        raise UsageError(f"{path} is a directory without saved_model.pb; give a SavedModel "
+                         "directory or a model file")
+    if path.is_file() and path.suffix not in USER_SUFFIXES:
+        raise UsageError(f"{path}: unsupported model file type {path.suffix!r} "
+                         f"(supported: {', '.join(USER_SUFFIXES)} or a SavedModel directory)")
+    return UserModel(path.resolve())
+
+
+def _split_options(text: str, options: str):
+    for item in filter(None, options.split(",")):
+        key, _, value = item.partition("=")
+        yield key, value
+
+
+def _int_option(text: str, key: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"{text}: option {key} must be an integer, got {value!r}") from None
+
+
+def _alpha(text: str, arch: Architecture, value: str | None) -> float | None:
+    if value is None:
+        return arch.default_alpha
+    if not arch.alphas:
+        raise UsageError(f"{text}: {arch.name} has no width multiplier (alpha)")
+    try:
+        alpha = float(value)
+    except ValueError:
+        raise UsageError(f"{text}: alpha must be a number, got {value!r}") from None
+    if alpha not in arch.alphas:
+        allowed = ", ".join(f"{a:g}" for a in arch.alphas)
+        raise UsageError(f"{text}: alpha {alpha:g} not supported by {arch.name} ({allowed})")
+    return alpha

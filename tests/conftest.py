@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny real models built once per session, the old-runtime venv."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.zoo.build import BuildOptions, VariantBuilder
+from bench.zoo.cache import VariantCache
+from bench.zoo.names import parse_model
+from bench.zoo.recipes import ALL_RECIPES
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_variants(model_cache) -> dict:
+    """tiny_cnn in every recipe, converted by the real worker (TensorFlow, seconds)."""
+    builder = VariantBuilder(VariantCache(model_cache), BuildOptions(calibration_size=8))
+    built = builder.build([parse_model("tiny_cnn")], list(ALL_RECIPES))
+    failed = {k: v.error for k, v in built.items() if v.status != "ok"}
+    assert not failed, failed
+    return {recipe: variant for (_, recipe), variant in built.items()}
+
+
+@pytest.fixture(scope="session")
+def old_python() -> str:
+    """A Python with tflite-runtime and numpy<2 (a board's stack), made by `make test`."""
+    path = os.environ.get("BENCH_OLD_PYTHON") or str(REPO / ".venv-tflite-runtime/bin/python")
+    ok = Path(path).is_file() and subprocess.run(
+        [path, "-I", "-c", "import tflite_runtime.interpreter, numpy"],
+        capture_output=True).returncode == 0
+    if not ok:
+        message = f"no tflite-runtime venv at {path}; run `make old-venv`"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """A project-like directory: devices/local.toml copied, results/ empty, cwd there."""
+    shutil.copytree(REPO / "devices", tmp_path / "devices")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_bench(args: list[str], cwd: Path, timeout: float = 300, **kwargs):
+    """`python -m bench ARGS` in a subprocess, as a user would run it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)

@@ -1,0 +1,214 @@
+"""`python -m bench` end to end on tiny real models, including the failure paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, run_bench
+
+
+def cells(workdir: Path, run_id: str | None = None) -> list[dict]:
+    db = sqlite3.connect(workdir / "results" / "bench.sqlite")
+    db.row_factory = sqlite3.Row
+    query, args = "SELECT * FROM cells", ()
+    if run_id:
+        query, args = query + " WHERE run_id = ?", (run_id,)
+    return [dict(r) for r in db.execute(query, args)]
+
+
+def run_id_of(output: str) -> str:
+    for word in output.split():
+        if word.count("-") == 2 and word[:8].isdigit():
+            return word.rstrip(":")
+    raise AssertionError(f"no run id in {output!r}")
+
+
+def device(workdir: Path, name: str, **keys) -> None:
+    lines = ['transport = "local"', 'runner = "python"']
+    for key, value in keys.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    (workdir / "devices" / f"{name}.toml").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def cache_args(model_cache, tiny_variants) -> list[str]:
+    return ["--cache", str(model_cache), "--calibration-size", "8"]
+
+
+def test_run_end_to_end(workdir, cache_args):
+    done = run_bench(["run", "--models", "tiny_cnn", "--recipes", "fp32,int8,dynamic",
+                      "--quick", *cache_args], workdir)
+    assert done.returncode == 0, done.stderr
+    table = done.stdout
+    for recipe in ("fp32", "int8", "dynamic"):
+        assert f"tiny_cnn*  {recipe}" in table
+    assert "random weights" in table and "1.00x" in table
+    run_id = run_id_of(table.splitlines()[-1])
+    stored = cells(workdir, run_id)
+    assert len(stored) == 6  # 3 recipes x (xnnpack, cpu) from devices/local.toml
+    assert {c["status"] for c in stored} == {"ok"}
+    assert all(c["median_us"] > 0 and c["runtime"] == "ai-edge-litert" for c in stored)
+    export = json.loads((workdir / "results" / "runs" / f"{run_id}.json").read_text())
+    assert len(export["cells"]) == 6 and all(c["rounds"] for c in export["cells"])
+    rounds = export["cells"][0]["rounds"][0]
+    assert rounds["latencies_us"] and rounds["delegation"]["xnnpack"] in ("yes", "no")
+    report = run_bench(["report", run_id], workdir)
+    assert report.returncode == 0 and "tiny_cnn*  int8" in report.stdout
+    listing = run_bench(["runs"], workdir)
+    assert run_id in listing.stdout and "6/6 ok" in listing.stdout
+
+
+def test_bad_models_fail_their_cells_and_the_sweep_goes_on(workdir, cache_args):
+    (workdir / "corrupt.tflite").write_bytes(b"\x00not a model" * 50)
+    done = run_bench(["run", "--models", "tiny_cnn,mobilenet_v9,corrupt.tflite",
+                      "--recipes", "fp32", "--backends", "xnnpack", "--quick", *cache_args],
+                     workdir)
+    assert done.returncode == 0, done.stderr
+    assert "unknown zoo model 'mobilenet_v9'" in done.stderr
+    by_model = {c["model"]: c for c in cells(workdir)}
+    assert by_model["tiny_cnn"]["status"] == "ok"
+    assert by_model["mobilenet_v9"]["status"] == "failed"
+    assert "not a valid .tflite model" in by_model["corrupt"]["reason"]
+    assert "FAILED: corrupt file on local/xnnpack/t1" in done.stdout
+
+
+def test_only_bad_models_is_a_usage_error(workdir):
+    done = run_bench(["run", "--models", "mobilenet_v9"], workdir)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("bench: unknown zoo model")
+
+
+def test_configuration_errors_exit_2(workdir):
+    (workdir / "devices" / "bad.toml").write_text('transport = "local"\nrunner = "python"\nx=1\n')
+    done = run_bench(["run", "--devices", "bad", "--models", "tiny_cnn"], workdir)
+    assert done.returncode == 2 and "bad.toml: key 'x': unknown key" in done.stderr
+    done = run_bench(["run", "--devices", "pixel"], workdir)
+    assert done.returncode == 2 and "unknown device 'pixel'" in done.stderr
+    done = run_bench(["run", "--recipes", "int4"], workdir)
+    assert done.returncode == 2 and "unknown recipe(s) int4" in done.stderr
+
+
+def test_unusable_device_exits_3(workdir, cache_args):
+    device(workdir, "ghost", python="/nonexistent/python3")
+    done = run_bench(["run", "--devices", "ghost", "--models", "tiny_cnn", "--recipes", "fp32",
+                      "--quick", *cache_args], workdir)
+    assert done.returncode == 3
+    assert "could not be used: ghost" in done.stderr
+    assert {c["status"] for c in cells(workdir)} == {"failed"}
+
+
+def test_missing_op_on_old_runtime_fails_cell_and_strict_exits_3(
+        workdir, cache_args, old_python):
+    device(workdir, "board", python=old_python, tflite_module="tflite_runtime.interpreter")
+    args = ["run", "--devices", "board", "--models", "tiny_cnn", "--recipes", "fp32,dynamic",
+            "--quick", *cache_args]
+    done = run_bench(args, workdir)
+    assert done.returncode == 0, done.stderr
+    by_recipe = {c["recipe"]: c for c in cells(workdir)}
+    assert by_recipe["fp32"]["status"] == "ok"
+    assert by_recipe["fp32"]["runtime"] == "tflite-runtime"
+    assert "Didn't find op for builtin opcode 'FULLY_CONNECTED'" in by_recipe["dynamic"]["reason"]
+    assert "FAILED: tiny_cnn* dynamic on board/xnnpack/t1" in done.stdout
+    assert run_bench([*args, "--strict"], workdir).returncode == 3
+
+
+HANGING_PYTHON = """#!{python}
+import os, subprocess, sys, time
+if "-c" in sys.argv:  # the harness's preflight probe: answer normally
+    os.execv(sys.executable, [sys.executable] + sys.argv[1:])
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+open({pid_file!r}, "w").write(str(child.pid))
+time.sleep(600)
+"""
+
+
+def test_hung_runner_is_killed_with_its_group_and_recorded(workdir, cache_args):
+    pid_file = workdir / "grandchild.pid"
+    script = workdir / "hang.py"
+    script.write_text(HANGING_PYTHON.format(python=sys.executable, pid_file=str(pid_file)))
+    script.chmod(0o755)
+    device(workdir, "hung", python=str(script), timeout_s=3)
+    started = time.monotonic()
+    done = run_bench(["run", "--devices", "hung", "--models", "tiny_cnn", "--recipes", "fp32",
+                      "--backends", "xnnpack", "--quick", *cache_args], workdir)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 60
+    (stored,) = cells(workdir)
+    assert stored["status"] == "failed" and "timed out after 3s" in stored["reason"]
+    grandchild = int(pid_file.read_text())
+    time.sleep(0.5)
+    assert not Path(f"/proc/{grandchild}").exists() or \
+        Path(f"/proc/{grandchild}/stat").read_text().split()[2] == "Z"
+
+
+SLOW_PYTHON = """#!/bin/sh
+sleep 1
+exec {python} "$@"
+"""
+
+
+def test_ctrl_c_keeps_finished_cells_and_resume_measures_only_the_rest(workdir, cache_args):
+    script = workdir / "slow-python"
+    script.write_text(SLOW_PYTHON.format(python=sys.executable))
+    script.chmod(0o755)
+    device(workdir, "slow", python=str(script), backends=["xnnpack", "cpu"])
+    args = ["run", "--devices", "slow", "--models", "tiny_cnn", "--recipes",
+            "fp32,fp16,int8", "--quick", "--no-progress", *cache_args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=workdir, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if (workdir / "results" / "bench.sqlite").exists() and len(cells(workdir)) >= 2:
+            break
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "--resume" in err
+    run_id = err.split("--resume ")[1].split("`")[0].strip()
+    kept = {(c["recipe"], c["backend"]): c["finished_at"] for c in cells(workdir, run_id)}
+    assert 2 <= len(kept) < 6
+    db = sqlite3.connect(workdir / "results" / "bench.sqlite")
+    assert db.execute("SELECT status FROM runs").fetchone() == ("interrupted",)
+
+    resumed = run_bench(["run", "--resume", run_id, "--no-progress", *cache_args], workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{6 - len(kept)} cell(s) to measure" in resumed.stderr
+    after = {(c["recipe"], c["backend"]): c for c in cells(workdir, run_id)}
+    assert len(after) == 6 and {c["status"] for c in after.values()} == {"ok"}
+    for key, finished_at in kept.items():  # kept cells were not measured again
+        assert after[key]["finished_at"] == finished_at
+    assert db.execute("SELECT status FROM runs").fetchone() == ("completed",)
+
+
+def test_models_commands(workdir, tiny_variants, cache_args):
+    listing = run_bench(["models", "list"], workdir)
+    assert listing.returncode == 0
+    for name in ("mobilenet_v1", "mobilenet_v2", "resnet50", "resnet50_v2", "inception_v3",
+                 "nasnet_mobile", "int8-per-tensor", "int16x8"):
+        assert name in listing.stdout
+    report = run_bench(["models", "inspect", tiny_variants["int8"].path], workdir)
+    assert report.returncode == 0 and "CONV_2D" in report.stdout and "MACs" in report.stdout
+    zoo = run_bench(["models", "inspect", "tiny_cnn", "--recipe", "int8", "--cache",
+                     cache_args[1]], workdir)
+    assert zoo.returncode == 0, zoo.stderr
+    assert "smaller than fp32" in zoo.stdout and "random" in zoo.stdout
+    missing = run_bench(["models", "inspect", "nope.tflite"], workdir)
+    assert missing.returncode == 2 and "model file not found" in missing.stderr
+
+
+def test_devices_list(workdir):
+    (workdir / "devices" / "broken.toml").write_text("transport = 3\n")
+    done = run_bench(["devices", "list"], workdir)
+    assert "local" in done.stdout and "broken       INVALID" in done.stdout
+    assert done.returncode == 2

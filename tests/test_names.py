@@ -1,0 +1,54 @@
+import pytest
+
+from bench.errors import UsageError
+from bench.zoo.names import UserModel, ZooModel, parse_model
+
+
+def test_defaults_are_filled_in_and_canonical_name_omits_them():
+    model = parse_model("mobilenet_v2")
+    assert isinstance(model, ZooModel)
+    assert (model.size, model.alpha, model.weights, model.seed) == (224, 1.0, "random", 0)
+    assert parse_model("mobilenet_v2@224,alpha=1.0").name == "mobilenet_v2"
+
+
+def test_size_and_options():
+    model = parse_model("mobilenet_v2@160,alpha=0.5")
+    assert (model.size, model.alpha) == (160, 0.5)
+    assert model.name == "mobilenet_v2@160,alpha=0.5"
+    assert parse_model("resnet50,seed=3").name == "resnet50,seed=3"
+    assert parse_model("inception_v3").size == 299
+
+
+def test_key_changes_with_every_option():
+    keys = {str(parse_model(n).key()) for n in
+            ("mobilenet_v2", "mobilenet_v2@160", "mobilenet_v2,alpha=0.5", "mobilenet_v2,seed=1")}
+    assert len(keys) == 4
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("mobilenet_v9", "unknown zoo model 'mobilenet_v9'"),
+    ("resnet50,alpha=0.5", "no width multiplier"),
+    ("mobilenet_v2,alpha=0.3", "alpha 0.3 not supported"),
+    ("mobilenet_v2,depth=3", "unknown option(s) depth"),
+    ("mobilenet_v2@8", "out of range"),
+    ("mobilenet_v2:imagenet", "not available yet"),
+    ("Mobile Net", "cannot read model name"),
+    ("missing/model.tflite", "model file not found"),
+])
+def test_bad_names_say_what_is_wrong(text, fragment):
+    with pytest.raises(UsageError, match=None) as error:
+        parse_model(text)
+    assert fragment in str(error.value)
+
+
+def test_paths_become_user_models(tmp_path):
+    model = tmp_path / "net.tflite"
+    model.write_bytes(b"x")
+    parsed = parse_model(str(model))
+    assert isinstance(parsed, UserModel) and parsed.kind == "tflite" and parsed.name == "net"
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    with pytest.raises(UsageError, match="without saved_model.pb"):
+        parse_model(str(saved))
+    (saved / "saved_model.pb").write_bytes(b"")
+    assert parse_model(str(saved)).kind == "saved_model"
