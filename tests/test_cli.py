@@ -32,6 +32,14 @@ def run_id_of(output: str) -> str:
     raise AssertionError(f"no run id in {output!r}")
 
 
+def alive(pid: int) -> bool:
+    """Running and not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def device(workdir: Path, name: str, **keys) -> None:
     lines = ['transport = "local"', 'runner = "python"']
     for key, value in keys.items():
@@ -146,11 +154,34 @@ def test_hung_runner_is_killed_with_its_group_and_recorded(workdir, cache_args):
     assert stored["status"] == "failed" and "timed out after 3s" in stored["reason"]
     grandchild = int(pid_file.read_text())
     time.sleep(0.5)
-    assert not Path(f"/proc/{grandchild}").exists() or \
-        Path(f"/proc/{grandchild}/stat").read_text().split()[2] == "Z"
+    assert not alive(grandchild)
+
+
+CRASHING_PYTHON = """#!{python}
+import os, signal, sys
+if "-c" in sys.argv:
+    os.execv(sys.executable, [sys.executable] + sys.argv[1:])
+sys.stderr.write("native library exploded\\n")
+os.kill(os.getpid(), signal.SIGSEGV)
+"""
+
+
+def test_crashing_runner_is_a_failed_cell_with_the_signal(workdir, cache_args):
+    script = workdir / "crash.py"
+    script.write_text(CRASHING_PYTHON.format(python=sys.executable))
+    script.chmod(0o755)
+    device(workdir, "crashy", python=str(script))
+    done = run_bench(["run", "--devices", "crashy", "--models", "tiny_cnn", "--recipes",
+                      "fp32,int8", "--quick", *cache_args], workdir)
+    assert done.returncode == 0, done.stderr
+    stored = cells(workdir)
+    assert len(stored) == 2 and {c["status"] for c in stored} == {"failed"}
+    assert all("killed by signal 11" in c["reason"] and "native library exploded" in c["reason"]
+               for c in stored)
 
 
 SLOW_PYTHON = """#!/bin/sh
+echo $$ >> {pids}
 sleep 1
 exec {python} "$@"
 """
@@ -158,7 +189,8 @@ exec {python} "$@"
 
 def test_ctrl_c_keeps_finished_cells_and_resume_measures_only_the_rest(workdir, cache_args):
     script = workdir / "slow-python"
-    script.write_text(SLOW_PYTHON.format(python=sys.executable))
+    pids = workdir / "runner.pids"
+    script.write_text(SLOW_PYTHON.format(python=sys.executable, pids=pids))
     script.chmod(0o755)
     device(workdir, "slow", python=str(script), backends=["xnnpack", "cpu"])
     args = ["run", "--devices", "slow", "--models", "tiny_cnn", "--recipes",
@@ -175,6 +207,8 @@ def test_ctrl_c_keeps_finished_cells_and_resume_measures_only_the_rest(workdir, 
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "--resume" in err
+    for pid in map(int, pids.read_text().split()):  # the running measurement was killed
+        assert not alive(pid), f"runner {pid} survived Ctrl-C"
     run_id = err.split("--resume ")[1].split("`")[0].strip()
     kept = {(c["recipe"], c["backend"]): c["finished_at"] for c in cells(workdir, run_id)}
     assert 2 <= len(kept) < 6

@@ -14,7 +14,11 @@ DASH = "-"
 
 
 def _ms(us: float | None) -> str:
-    return DASH if us is None else f"{us / 1000:.2f}"
+    """Milliseconds with about three significant digits (a one-op model runs in µs)."""
+    if us is None:
+        return DASH
+    ms = us / 1000
+    return f"{ms:.2f}" if ms >= 1 else f"{ms:.3f}" if ms >= 0.01 else f"{ms:.4f}"
 
 
 def _check_columns(variant: dict | None) -> tuple[str, str]:

@@ -127,9 +127,9 @@ class VariantBuilder:
             for recipe in wanted:
                 key = variant_key(spec, recipe, self.options)
                 cached = self.cache.load(key)
-                if cached is not None and (cached.status == "ok" or recipe != "fp32"):
+                if cached is not None:
                     variants[spec.name, recipe] = cached
-                    if recipe == "fp32" and cached.status == "ok":
+                    if recipe == "fp32":
                         reference = cached.path
                     continue
                 variant = Variant(spec.name, recipe, "failed", key=key,

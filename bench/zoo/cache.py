@@ -64,14 +64,14 @@ class VariantCache:
         directory = self.directory(key)
         meta_path, model_path = directory / "meta.json", directory / "model.tflite"
         try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError):
+            variant = Variant(**json.loads(meta_path.read_text()))
+        except (OSError, ValueError, TypeError):  # absent, damaged, or an older layout
             return None
-        variant = Variant(**meta)
-        if variant.status == "ok":
-            if not model_path.is_file() or file_sha256(model_path) != variant.sha256:
-                return None  # damaged or edited by hand: rebuild
-            variant.path = str(model_path)
+        if variant.status != "ok":
+            return None  # failures are retried: they may have been transient
+        if not model_path.is_file() or file_sha256(model_path) != variant.sha256:
+            return None  # damaged or edited by hand: rebuild
+        variant.path = str(model_path)
         variant.cached = True
         return variant
 
