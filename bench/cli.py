@@ -36,6 +36,26 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
+    if not 0 < value < 100:
+        raise argparse.ArgumentTypeError("expected a percentage between 0 and 100")
+    return value / 100
+
+
+def _cpu_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CPU numbers like 0,1, got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError("expected CPU numbers >= 0")
+    return values
+
+
 def _positive(text: str) -> int:
     value = _ints(text)
     if len(value) != 1:
@@ -111,8 +131,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds",
         type=_positive,
         default=None,
-        help="rounds per cell, each a fresh runner process (default 1)",
+        help="a fixed number of rounds per cell (each a fresh runner process); "
+        "default: adaptive, see --min-rounds/--max-rounds/--target/--budget",
     )
+    run.add_argument("--min-rounds", type=_positive, default=None,
+                     help="fewest rounds per cell (default 3)")
+    run.add_argument("--max-rounds", type=_positive, default=None,
+                     help="most rounds per cell (default 15)")
+    run.add_argument("--target", type=_percent, default=None,
+                     help="stop adding rounds once each cell's median is known within this "
+                     "relative CI half-width, in percent (default 1)")
+    run.add_argument("--budget", type=float, default=None,
+                     help="measurement seconds per device after which no round is added "
+                     "(default 2.5 s per cell)")
+    run.add_argument("--cooldown", type=float, default=None,
+                     help="seconds to pause between rounds (overrides the device's cooldown_s)")
+    run.add_argument("--seed", type=int, default=None,
+                     help="seed of the per-round shuffle (default: random, recorded)")
+    run.add_argument("--cpus", type=_cpu_list, default=None,
+                     help="pin runners to these CPUs, e.g. 0 or 0,1 (overrides the device's cpus)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan and an estimated time; measure nothing")
     run.add_argument(
         "--quick",
         action="store_true",

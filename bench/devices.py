@@ -8,6 +8,7 @@ a wrong type is an error that names the file and the key, never a silent default
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import tomllib
 from dataclasses import dataclass, field
@@ -38,6 +39,10 @@ class Device:
     work_dir: str
     timeout_s: float
     description: str = ""
+    cooldown_s: float = 0.0
+    thermal_zone: str | None = None
+    thermal_max_c: float | None = None
+    thermal_timeout_s: float = 300.0
     extra: dict = field(default_factory=dict)
 
 
@@ -54,7 +59,14 @@ _SCHEMA: dict[str, tuple[tuple[type, ...], bool, str]] = {
     "cpus": ((list,), False, "list of CPU numbers to pin the runner to, e.g. [0]"),
     "work_dir": ((str,), False, "directory on the device for the runner and models"),
     "timeout_s": ((int, float), False, "seconds one measurement may take before it is killed"),
+    "cooldown_s": ((int, float), False, "seconds to pause between rounds"),
+    "thermal_zone": ((str,), False, "temperature file(s) in millidegrees C, a glob allowed, "
+                     "e.g. /sys/class/thermal/thermal_zone*/temp"),
+    "thermal_max_c": ((int, float), False, "between rounds, wait until the hottest zone is "
+                      "at or below this temperature"),
+    "thermal_timeout_s": ((int, float), False, "longest wait for cooling (default 300)"),
 }
+_SAFE_PATTERN = re.compile(r"^[A-Za-z0-9_./*?-]+$")
 TFLITE_MODULES = ("auto", "ai_edge_litert.interpreter", "tflite_runtime.interpreter",
                   "tensorflow.lite")
 
@@ -106,6 +118,14 @@ def load_device(path: Path) -> Device:
     timeout = float(data.get("timeout_s", 600))
     if timeout <= 0:
         raise _fail(path, "timeout_s", "must be positive")
+    for key in ("cooldown_s", "thermal_timeout_s"):
+        if data.get(key, 0) < 0:
+            raise _fail(path, key, "must not be negative")
+    zone = data.get("thermal_zone")
+    if zone is not None and not _SAFE_PATTERN.match(zone):
+        raise _fail(path, "thermal_zone", "only letters, digits and _ . / * ? - are allowed")
+    if "thermal_max_c" in data and zone is None:
+        zone = "/sys/class/thermal/thermal_zone*/temp"
     module = data.get("tflite_module", "auto")
     _choice(path, "tflite_module", module, TFLITE_MODULES)
     name = path.stem
@@ -115,6 +135,9 @@ def load_device(path: Path) -> Device:
         python=data.get("python", "harness"), tflite_module=module, threads=threads,
         backends=backends, cpus=cpus, work_dir=data.get("work_dir", default_work),
         timeout_s=timeout, description=data.get("description", ""),
+        cooldown_s=float(data.get("cooldown_s", 0.0)), thermal_zone=zone,
+        thermal_max_c=data.get("thermal_max_c"),
+        thermal_timeout_s=float(data.get("thermal_timeout_s", 300.0)),
     )
 
 

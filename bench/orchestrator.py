@@ -1,17 +1,25 @@
-"""The sweep: every cell of the plan on every device, one measurement at a time.
+"""The sweep: interleaved rounds of every cell on every device, stored as they finish.
 
-Cells are stored the moment they finish, so Ctrl-C or a crash keeps everything
-already measured, and `--resume` measures only what is missing or failed.
+Within a round, the cells of a device run back to back in an order shuffled per round
+(seeded, recorded), so drift and thermal state hit every variant alike. Rounds are added
+until every cell of a model family (same model, device, threads: the cells whose ratios
+are speedups) knows its median within the target, between the minimum and maximum
+number of rounds and within the time budget. Each round is stored the moment it ends,
+so Ctrl-C or a crash keeps everything measured, and `--resume` continues from there.
 """
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.devices import PYTHON_RUNNER_BACKENDS, Device
-from bench.measure.cell import Cell, DeviceSession, summarize_cell
+from bench.measure.cell import Cell, DeviceSession, reached_target, summarize_cell
+from bench.measure.cooldown import cool_down
 from bench.measure.protocol import Protocol
+from bench.measure.speedups import cpu_reference_backend, speedups
 from bench.store import Store
 from bench.transports import open_transport
 from bench.transports.base import TransportError
@@ -51,8 +59,19 @@ def skip_reason(device: Device, backend: str) -> str | None:
     return None
 
 
+def round_order(cells: list[Cell], seed: int, device: str, index: int) -> list[Cell]:
+    """The cells of one round in a shuffled order that the seed reproduces."""
+    order = sorted(cells, key=lambda c: c.key)
+    random.Random(f"{seed}/{device}/{index}").shuffle(order)
+    return order
+
+
+def family(cell: Cell) -> tuple:
+    return (cell.model, cell.device, cell.threads)
+
+
 class Interrupted(Exception):
-    """Ctrl-C during the sweep; finished cells are stored."""
+    """Ctrl-C during the sweep; finished rounds are stored."""
 
 
 @dataclass
@@ -62,64 +81,147 @@ class SweepOutcome:
     unusable_devices: list[str] = field(default_factory=list)
 
 
+@dataclass
+class DeviceState:
+    """What is known so far about the cells of one device."""
+
+    rounds: dict[tuple, dict[int, dict]]
+    stopped: dict[tuple, str] = field(default_factory=dict)
+
+
 class Sweep:
-    def __init__(self, store: Store, run_id: str, protocol: Protocol,
-                 on_start: Callable[[Cell], None] = lambda cell: None,
-                 on_finish: Callable[[Cell, dict], None] = lambda cell, row: None):
+    def __init__(self, store: Store, run_id: str, protocol: Protocol, seed: int,
+                 on_start: Callable[[Cell, int], None] = lambda cell, index: None,
+                 on_round: Callable[[Cell, dict], None] = lambda cell, record: None,
+                 on_finish: Callable[[Cell, dict], None] = lambda cell, row: None,
+                 sleep: Callable[[float], None] = time.sleep):
         self.store = store
         self.run_id = run_id
         self.protocol = protocol
+        self.seed = seed
         self.on_start = on_start
+        self.on_round = on_round
         self.on_finish = on_finish
-
-    def record(self, cell: Cell, row: dict, rounds: list[dict]) -> None:
-        self.store.save_cell(self.run_id, row, rounds)
-        self.on_finish(cell, row)
+        self.sleep = sleep
 
     def skip(self, plan: Plan) -> None:
         for cell, reason in plan.skipped:
-            row = summarize_cell(cell, [])
-            self.record(cell, {**row, "status": "skipped", "reason": reason}, [])
+            row = {**summarize_cell(cell, {}), "status": "skipped", "reason": reason}
+            self.store.save_cell(self.run_id, row)
+            self.on_finish(cell, row)
 
-    def run(self, plan: Plan, devices: list[Device]) -> SweepOutcome:
+    def run(self, plan: Plan, devices: list[Device],
+            previous: dict[tuple, dict[int, dict]] | None = None) -> SweepOutcome:
+        """Measure every planned cell; `previous` holds rounds of a resumed run."""
         outcome = SweepOutcome()
         for device in devices:
             cells = [c for c in plan.cells if c.device == device.name]
             if cells:
-                self._run_device(device, cells, outcome)
+                self._run_device(device, cells, outcome, previous or {})
         return outcome
 
-    def _run_device(self, device: Device, cells: list[Cell], outcome: SweepOutcome) -> None:
+    def _run_device(self, device: Device, cells: list[Cell], outcome: SweepOutcome,
+                    previous: dict) -> None:
         transport = open_transport(device)
         try:
             problem = preflight(device, transport)
             if problem:
                 outcome.unusable_devices.append(device.name)
                 for cell in cells:
-                    self._fail(cell, problem, outcome)
+                    self._finish(cell, {**summarize_cell(cell, {}), "status": "failed",
+                                        "reason": problem}, outcome)
                 return
-            session = DeviceSession(device, transport, self.protocol)
+            runnable = []
             for cell in cells:
-                if cell.variant.status != "ok":
-                    self._fail(cell, cell.variant.error or "variant was not built", outcome)
-                    continue
-                self.on_start(cell)
-                rounds = [session.run_round(cell, index)
-                          for index in range(self.protocol.rounds)]
-                row = summarize_cell(cell, rounds)
-                outcome.finished += 1
-                outcome.failed += row["status"] == "failed"
-                self.record(cell, row, rounds)
+                if cell.variant.status == "ok":
+                    runnable.append(cell)
+                else:
+                    reason = cell.variant.error or "variant was not built"
+                    self._finish(cell, {**summarize_cell(cell, {}), "status": "failed",
+                                        "reason": reason}, outcome)
+            if runnable:
+                self._rounds(device, transport, runnable, outcome, previous)
         except KeyboardInterrupt:
             raise Interrupted() from None
         finally:
             transport.close()
 
-    def _fail(self, cell: Cell, reason: str, outcome: SweepOutcome) -> None:
-        row = {**summarize_cell(cell, []), "status": "failed", "reason": reason}
+    def _rounds(self, device: Device, transport, cells: list[Cell], outcome: SweepOutcome,
+                previous: dict) -> None:
+        session = DeviceSession(device, transport, self.protocol)
+        state = DeviceState({c.key: dict(previous.get(c.key, {})) for c in cells})
+        # A resumed run first completes the round it was interrupted in.
+        index = max((i for r in state.rounds.values() for i in r), default=0)
+        budget = self.protocol.budget_for(len(cells))
+        started = time.monotonic()
+        active = list(cells)
+        while active:
+            todo = [c for c in active if index not in state.rounds[c.key]]
+            cooldown = None
+            if todo and index > 0 and (device.cooldown_s or device.thermal_max_c is not None):
+                cooldown = cool_down(transport, device, device.cooldown_s, sleep=self.sleep)
+            for position, cell in enumerate(round_order(todo, self.seed, device.name, index)):
+                self.on_start(cell, index)
+                record = session.run_round(cell, index)
+                record["order"] = {"seed": self.seed, "position": position}
+                if cooldown is not None:
+                    record["cooldown"] = cooldown
+                state.rounds[cell.key][index] = record
+                row = summarize_cell(cell, state.rounds[cell.key], None, self.protocol.target)
+                self.store.record_round(self.run_id, row, index, record)
+                self.on_round(cell, record)
+                if record.get("status") != "ok":
+                    state.stopped[cell.key] = "failed"
+            index += 1
+            self._decide(active, state, time.monotonic() - started > budget)
+            still = [c for c in active if c.key not in state.stopped]
+            for cell in active:
+                if cell.key in state.stopped:
+                    row = summarize_cell(cell, state.rounds[cell.key],
+                                         state.stopped[cell.key], self.protocol.target)
+                    self._finish(cell, row, outcome)
+            active = still
+        self._store_speedups(device, cells)
+
+    def _decide(self, active: list[Cell], state: DeviceState, over_budget: bool) -> None:
+        """Stop whole families: their cells' ratios are the speedups, so they stay paired."""
+        protocol = self.protocol
+        families: dict[tuple, list[Cell]] = {}
+        for cell in active:
+            if cell.key not in state.stopped:
+                families.setdefault(family(cell), []).append(cell)
+        for members in families.values():
+            counts = [len(state.rounds[c.key]) for c in members]
+            done_min = min(counts) >= protocol.min_rounds
+            if max(counts) >= protocol.max_rounds:
+                reason = "max_rounds" if protocol.adaptive else "fixed_rounds"
+            elif done_min and over_budget:
+                reason = "budget"
+            elif done_min and protocol.adaptive and all(
+                    reached_target(state.rounds[c.key], protocol.target) for c in members):
+                reason = "target"
+            else:
+                continue
+            for cell in members:
+                state.stopped[cell.key] = reason
+
+    def _finish(self, cell: Cell, row: dict, outcome: SweepOutcome) -> None:
+        self.store.save_cell(self.run_id, row)
         outcome.finished += 1
-        outcome.failed += 1
-        self.record(cell, row, [])
+        outcome.failed += row["status"] == "failed"
+        self.on_finish(cell, row)
+
+    def _store_speedups(self, device: Device, cells: list[Cell]) -> None:
+        """Add paired speedups with CIs to the stored rows of the device's cells."""
+        rows = [c for c in self.store.cells(self.run_id) if c["device"] == device.name]
+        rounds = {k: v for k, v in self.store.rounds_by_cell(self.run_id).items()
+                  if k[2] == device.name}
+        found = speedups(rows, rounds, {device.name: cpu_reference_backend(device.backends)})
+        for row in rows:
+            key = (row["model"], row["recipe"], row["device"], row["backend"], row["threads"])
+            if key in found:
+                row["summary"]["speedup"] = found[key]
+                self.store.save_cell(self.run_id, row)
 
 
 def preflight(device: Device, transport) -> str | None:

@@ -1,4 +1,8 @@
-"""A progress line for the sweep on stderr: a bar on a terminal, plain lines elsewhere."""
+"""Progress of the sweep on stderr: a bar on a terminal, plain lines elsewhere.
+
+The bar counts cell-rounds; with adaptive stopping the total grows when rounds are
+added, so the bar is an honest "at least this much left".
+"""
 
 from __future__ import annotations
 
@@ -15,28 +19,40 @@ class Progress:
         self.enabled = enabled
         self.tty = stream.isatty()
         self.started = time.monotonic()
+        self.label = ""
 
     def _bar(self, width: int = 24) -> str:
+        self.total = max(self.total, self.done)
         filled = int(width * self.done / self.total) if self.total else width
-        return "[" + "#" * filled + "." * (width - filled) + f"] {self.done}/{self.total}"
+        elapsed = time.monotonic() - self.started
+        return "[" + "#" * filled + "." * (width - filled) + \
+            f"] {self.done}/{self.total} rounds {elapsed:4.0f}s"
 
-    def start(self, label: str) -> None:
+    def _draw(self) -> None:
         if self.enabled and self.tty:
-            elapsed = time.monotonic() - self.started
-            self.stream.write(f"\r\033[K{self._bar()} {elapsed:5.0f}s  {label}")
+            self.stream.write(f"\r\033[K{self._bar()}  {self.label}")
             self.stream.flush()
 
-    def finish(self, label: str, outcome: str) -> None:
+    def start(self, label: str) -> None:
+        self.label = label
+        if self.done >= self.total:
+            self.total = self.done + 1
+        self._draw()
+
+    def step(self) -> None:
+        """One cell-round finished."""
         self.done += 1
-        if not self.enabled:
+        self._draw()
+
+    def finish(self, label: str, outcome: str) -> None:
+        """A cell finished: one line, kept above the bar (failures always shown)."""
+        if not self.enabled or (self.tty and outcome.startswith("ok")):
             return
         if self.tty:
             self.stream.write("\r\033[K")
-        if self.tty and outcome.startswith("ok"):
-            self.start(label)
-        else:
-            self.stream.write(f"{self._bar()} {label}: {outcome}\n")
+        self.stream.write(f"{label}: {outcome}\n")
         self.stream.flush()
+        self._draw()
 
     def close(self) -> None:
         if self.enabled and self.tty:

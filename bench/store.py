@@ -151,23 +151,38 @@ class Store:
             (run_id, variant.model, variant.recipe, variant.status, variant.sha256,
              variant.size_bytes, int(variant.random_weights), variant.error, json.dumps(details)))
 
-    def save_cell(self, run_id: str, cell: dict, rounds: list[dict]) -> None:
-        """Write a finished cell and its rounds in one transaction."""
-        key = tuple(cell[k] for k in CELL_KEY)
+    def _upsert_cell(self, run_id: str, cell: dict) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, *(cell[k] for k in CELL_KEY), cell.get("sha256"), cell.get("runtime"),
+             cell.get("runtime_version"), cell["status"], cell.get("reason"),
+             cell.get("median_us"), cell.get("p90_us"), json.dumps(cell.get("summary", {})),
+             utc_now()))
+
+    def save_cell(self, run_id: str, cell: dict) -> None:
+        """Write (or replace) a cell's row: its status and summary so far."""
         with self.db:
             self.db.execute("BEGIN")
-            self.db.execute(
-                "DELETE FROM rounds WHERE run_id = ? AND model = ? AND recipe = ? AND "
-                "device = ? AND backend = ? AND threads = ?", (run_id, *key))
-            self.db.execute(
-                "INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, *key, cell.get("sha256"), cell.get("runtime"),
-                 cell.get("runtime_version"), cell["status"], cell.get("reason"),
-                 cell.get("median_us"), cell.get("p90_us"), json.dumps(cell.get("summary", {})),
-                 utc_now()))
-            for index, record in enumerate(rounds):
-                self.db.execute("INSERT INTO rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                (run_id, *key, index, json.dumps(record)))
+            self._upsert_cell(run_id, cell)
+
+    def record_round(self, run_id: str, cell: dict, index: int, record: dict) -> None:
+        """A finished round and the cell's updated summary, in one transaction."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("INSERT OR REPLACE INTO rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (run_id, *(cell[k] for k in CELL_KEY), index, json.dumps(record)))
+            self._upsert_cell(run_id, cell)
+
+    def forget_rounds(self, run_id: str, key: tuple) -> None:
+        """Drop a cell's rounds before measuring it again (resume of a failed cell)."""
+        self.db.execute("DELETE FROM rounds WHERE run_id = ? AND model = ? AND recipe = ? AND "
+                        "device = ? AND backend = ? AND threads = ?", (run_id, *key))
+
+    def rounds_by_cell(self, run_id: str) -> dict[tuple, dict[int, dict]]:
+        out: dict[tuple, dict[int, dict]] = {}
+        for item in self.rounds(run_id):
+            out.setdefault(tuple(item[k] for k in CELL_KEY), {})[item["round"]] = item["record"]
+        return out
 
     def cells(self, run_id: str) -> list[dict]:
         rows = self.db.execute("SELECT * FROM cells WHERE run_id = ? ORDER BY rowid",

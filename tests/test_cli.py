@@ -32,6 +32,17 @@ def run_id_of(output: str) -> str:
     raise AssertionError(f"no run id in {output!r}")
 
 
+def round_starts(workdir: Path, run_id: str) -> dict:
+    """{(recipe, backend): [when each stored round started]}, read from the rounds table."""
+    db = sqlite3.connect(workdir / "results" / "bench.sqlite")
+    out: dict = {}
+    for recipe, backend, record in db.execute(
+            "SELECT recipe, backend, record FROM rounds WHERE run_id = ? ORDER BY round",
+            (run_id,)):
+        out.setdefault((recipe, backend), []).append(json.loads(record)["started_unix"])
+    return out
+
+
 def alive(pid: int) -> bool:
     """Running and not a zombie."""
     try:
@@ -210,18 +221,21 @@ def test_ctrl_c_keeps_finished_cells_and_resume_measures_only_the_rest(workdir, 
     for pid in map(int, pids.read_text().split()):  # the running measurement was killed
         assert not alive(pid), f"runner {pid} survived Ctrl-C"
     run_id = err.split("--resume ")[1].split("`")[0].strip()
-    kept = {(c["recipe"], c["backend"]): c["finished_at"] for c in cells(workdir, run_id)}
+    kept = {(c["recipe"], c["backend"]): c for c in cells(workdir, run_id)}
     assert 2 <= len(kept) < 6
+    kept_rounds = round_starts(workdir, run_id)
+    assert set(kept_rounds) == set(kept)
     db = sqlite3.connect(workdir / "results" / "bench.sqlite")
     assert db.execute("SELECT status FROM runs").fetchone() == ("interrupted",)
 
     resumed = run_bench(["run", "--resume", run_id, "--no-progress", *cache_args], workdir)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{6 - len(kept)} cell(s) to measure" in resumed.stderr
+    assert f"({len(kept)} of them resumed with their stored rounds)" in resumed.stderr
     after = {(c["recipe"], c["backend"]): c for c in cells(workdir, run_id)}
     assert len(after) == 6 and {c["status"] for c in after.values()} == {"ok"}
-    for key, finished_at in kept.items():  # kept cells were not measured again
-        assert after[key]["finished_at"] == finished_at
+    after_rounds = round_starts(workdir, run_id)
+    for key, started in kept_rounds.items():  # kept cells were not measured again
+        assert after_rounds[key] == started
     assert db.execute("SELECT status FROM runs").fetchone() == ("completed",)
 
 

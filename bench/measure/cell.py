@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bench.devices import Device
+from bench.measure.noise import cell_warnings
 from bench.measure.protocol import Protocol
-from bench.measure.stats import summarize
+from bench.measure.stats import cv, estimate, summarize
 from bench.transports.base import Transport, TransportError
 from bench.zoo.cache import Variant, file_sha256
 
@@ -82,7 +83,7 @@ class DeviceSession:
             "tflite_module": self.device.tflite_module,
             "cpus": list(self.device.cpus) if self.device.cpus else None,
             "round": round_index,
-            **{k: v for k, v in self.protocol.to_dict().items() if k != "rounds"},
+            **self.protocol.loop_settings(),
         }
 
     def run_round(self, cell: Cell, round_index: int) -> dict:
@@ -90,9 +91,11 @@ class DeviceSession:
         try:
             self.stage(RUNNER_FILE, self.runner_path)
             self.stage(Path(cell.variant.path), self.model_path(cell.variant))
-            return self._run(cell, round_index)
+            record = self._run(cell, round_index)
         except (TransportError, OSError) as exc:
-            return {"status": "failed", "error": f"device error: {exc}"}
+            record = {"status": "failed", "error": f"device error: {exc}"}
+        record["round"] = round_index
+        return record
 
     def _run(self, cell: Cell, round_index: int) -> dict:
         token = uuid.uuid4().hex[:12]
@@ -130,10 +133,25 @@ def crash_reason(returncode: int | None, tail: str) -> str:
     return f"runner {how}" + (f": {tail}" if tail else "")
 
 
-def summarize_cell(cell: Cell, rounds: list[dict]) -> dict:
-    """The stored cell row: status and reason, medians and p90 over the rounds."""
-    ok = [r for r in rounds if r.get("status") == "ok" and r.get("latencies_us")]
-    first = ok[0] if ok else (rounds[0] if rounds else {})
+def ok_rounds(rounds: dict[int, dict]) -> dict[int, dict]:
+    return {i: r for i, r in sorted(rounds.items())
+            if r.get("status") == "ok" and r.get("latencies_us")}
+
+
+def reached_target(rounds: dict[int, dict], target: float) -> bool:
+    """Is the median over these rounds known within `target` (relative CI half-width)?"""
+    medians = [statistics.median(r["latencies_us"]) for r in ok_rounds(rounds).values()]
+    if len(medians) < 2:
+        return False
+    width = estimate(medians).rel_half_width
+    return width is not None and width <= target
+
+
+def summarize_cell(cell: Cell, rounds: dict[int, dict], stop_reason: str | None = None,
+                   target: float | None = None) -> dict:
+    """The stored cell row: status and reason, the median over rounds with its CI."""
+    ok = ok_rounds(rounds)
+    first = next(iter(ok.values()), None) or next(iter(rounds.values()), {})
     runtime = first.get("runtime") or {}
     row = {
         "model": cell.model, "recipe": cell.recipe, "device": cell.device,
@@ -141,23 +159,57 @@ def summarize_cell(cell: Cell, rounds: list[dict]) -> dict:
         "runtime": runtime.get("name"), "runtime_version": runtime.get("version"),
     }
     if not ok:
-        errors = [r.get("error") for r in rounds if r.get("error")]
+        errors = [r.get("error") for r in rounds.values() if r.get("error")]
         return {**row, "status": "failed", "reason": errors[0] if errors else "no rounds",
-                "summary": {}}
-    per_round = [summarize(r["latencies_us"]) for r in ok]
+                "summary": {"stop_reason": stop_reason}}
+    per_round = {i: summarize(r["latencies_us"]) for i, r in ok.items()}
+    medians = {i: s["median"] for i, s in per_round.items()}
+    latency = estimate(list(medians.values()))
+    rounds_cv = cv(list(medians.values())) if len(medians) > 1 else None
+    iterations_cv = statistics.median(s["cv"] for s in per_round.values())
+    failed = [r.get("error") for r in rounds.values() if r.get("status") != "ok"]
+    warnings = cell_warnings(list(ok.values()), cell.threads, rounds_cv, iterations_cv)
+    if failed:
+        warnings.append(f"{len(failed)} round(s) failed: {failed[0]}")
+    width = latency.rel_half_width
     summary = {
         "rounds": len(ok),
-        "failed_rounds": len(rounds) - len(ok),
-        "round_medians_us": [s["median"] for s in per_round],
-        "iterations": sum(s["n"] for s in per_round),
-        "per_round": per_round,
-        "init_ms": first.get("init_ms"),
-        "first_inference_us": first.get("first_inference_us"),
-        "peak_memory_kib": max((r.get("peak_memory_kib") or 0) for r in ok),
+        "failed_rounds": len(failed),
+        "round_medians_us": {str(i): m for i, m in medians.items()},
+        "ci_us": latency.to_dict(),
+        "rounds_cv": rounds_cv,
+        "iterations_cv": iterations_cv,
+        "iterations": sum(s["n"] for s in per_round.values()),
+        "p99_us": statistics.median(s["p99"] for s in per_round.values()),
+        "max_us": max(s["max"] for s in per_round.values()),
+        "per_round": {str(i): s for i, s in per_round.items()},
+        "init_ms": statistics.median(r.get("init_ms") or 0 for r in ok.values()),
+        "first_inference_us": statistics.median(
+            r.get("first_inference_us") or 0 for r in ok.values()),
+        "peak_memory_kib": max((r.get("peak_memory_kib") or 0) for r in ok.values()),
         "delegation": first.get("delegation"),
         "cpu_model": first.get("cpu_model"),
-        "loadavg_before": first.get("loadavg_before"),
+        "environment": environment_summary(list(ok.values())),
+        "warnings": warnings,
+        "stop_reason": stop_reason,
+        "target": target,
+        "reached_target": (width is not None and target is not None and width <= target),
     }
-    return {**row, "status": "ok", "reason": None,
-            "median_us": statistics.median(s["median"] for s in per_round),
-            "p90_us": statistics.median(s["p90"] for s in per_round), "summary": summary}
+    return {**row, "status": "ok", "reason": None, "median_us": latency.value,
+            "p90_us": statistics.median(s["p90"] for s in per_round.values()),
+            "summary": summary}
+
+
+def environment_summary(records: list[dict]) -> dict:
+    """The worst of each environment figure over a cell's rounds."""
+    envs = [r.get("environment") or {} for r in records]
+    loads = [e["loadavg"][0] for e in envs if e.get("loadavg")]
+    steals = [e["steal"] for e in envs if isinstance(e.get("steal"), float)]
+    temps = [e["temperature_c"] for e in envs if isinstance(e.get("temperature_c"), float)]
+    return {
+        "max_load": max(loads) if loads else "unknown",
+        "max_steal": max(steals) if steals else "unknown",
+        "max_temperature_c": max(temps) if temps else "unknown",
+        "governor": sorted({e.get("governor", "unknown") for e in envs}),
+        "affinity": envs[0].get("affinity") if envs else None,
+    }

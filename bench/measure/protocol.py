@@ -1,28 +1,64 @@
-"""The measurement protocol: how long to warm up, how long to time, how many rounds.
+"""The measurement protocol: warm-up and timed loop inside a round; how many rounds.
 
-The defaults follow TFLite's benchmark_model (warm-up: 1 run and 0.5 s; timed loop:
-at least 50 runs and 1 s, at most 150 s). A round is one fresh runner process.
+A round is one fresh runner process per cell. Inside it, a warm-up (runs and a minimum
+time) and a timed loop that stops once it has `min_runs` and `min_s`, or at `max_s`, as
+TFLite's benchmark_model does. Rounds are interleaved across the cells of a device and
+added until every cell's median is known within `target` (relative CI half-width),
+between `min_rounds` and `max_rounds`, within a time budget.
+
+Defaults are short rounds and several of them: the round is the unit of evidence, so
+three 0.3 s rounds say more than one 1 s round, and the default local run still fits
+its time goal (about 90 s warm for 24 cells).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+
+DEFAULT_BUDGET_PER_CELL_S = 2.5
 
 
 @dataclass(frozen=True)
 class Protocol:
     warmup_runs: int = 1
-    warmup_min_s: float = 0.5
-    min_runs: int = 50
-    min_s: float = 1.0
-    max_s: float = 150.0
-    rounds: int = 1
+    warmup_min_s: float = 0.2
+    min_runs: int = 10
+    min_s: float = 0.3
+    max_s: float = 60.0
+    min_rounds: int = 3
+    max_rounds: int = 15
+    target: float = 0.01  # relative CI half-width of each cell's median
+    budget_s: float | None = None  # per device; None: DEFAULT_BUDGET_PER_CELL_S x cells
+    cooldown_s: float = 0.0
     input_seed: int = 0
 
     @classmethod
     def quick(cls) -> Protocol:
-        """For smoke tests: a few runs, figures too short to trust."""
-        return cls(warmup_runs=1, warmup_min_s=0.0, min_runs=5, min_s=0.05, max_s=5.0)
+        """For smoke tests: one short round per cell; figures carry no interval."""
+        return cls(warmup_runs=1, warmup_min_s=0.0, min_runs=5, min_s=0.05, max_s=5.0,
+                   min_rounds=1, max_rounds=1)
+
+    @classmethod
+    def benchmark_model(cls) -> Protocol:
+        """TFLite benchmark_model's defaults, one round: for comparisons with that tool."""
+        return cls(warmup_runs=1, warmup_min_s=0.5, min_runs=50, min_s=1.0, max_s=150.0,
+                   min_rounds=1, max_rounds=1)
+
+    def with_rounds(self, rounds: int) -> Protocol:
+        """A fixed number of rounds, no adaptive stopping."""
+        return replace(self, min_rounds=rounds, max_rounds=rounds)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.max_rounds > self.min_rounds
+
+    def budget_for(self, cells: int) -> float:
+        return self.budget_s if self.budget_s is not None else DEFAULT_BUDGET_PER_CELL_S * cells
+
+    def loop_settings(self) -> dict:
+        """What the runner needs for one round."""
+        keys = ("warmup_runs", "warmup_min_s", "min_runs", "min_s", "max_s", "input_seed")
+        return {k: getattr(self, k) for k in keys}
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -21,7 +21,7 @@ import time
 import traceback
 
 SCHEMA_VERSION = 1
-RUNNER_VERSION = "1"
+RUNNER_VERSION = "2"
 
 # Module candidates for `tflite_module = "auto"`, most capable first.
 AUTO_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
@@ -66,6 +66,105 @@ def load_average():
         return list(os.getloadavg())
     except (OSError, AttributeError):
         return None
+
+
+def proc_stat():
+    """Aggregate CPU jiffies (steal included) and the instantaneous runnable count."""
+    cpu, running = None, None
+    for line in read_text("/proc/stat").splitlines():
+        if line.startswith("cpu "):
+            cpu = [int(x) for x in line.split()[1:]]
+        elif line.startswith("procs_running"):
+            running = int(line.split()[1])
+    return cpu, running
+
+
+def process_times():
+    """{pid: (name, utime + stime jiffies)} for every process we can read."""
+    times = {}
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return times
+    for pid in pids:
+        text = read_text("/proc/%s/stat" % pid)
+        if not text:
+            continue
+        name = text[text.find("(") + 1:text.rfind(")")]
+        fields = text[text.rfind(")") + 2:].split()
+        try:
+            times[int(pid)] = (name, int(fields[11]) + int(fields[12]))
+        except (IndexError, ValueError):
+            continue
+    return times
+
+
+def governor():
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+    values = set()
+    for cpu in cpus:
+        value = read_text("/sys/devices/system/cpu/cpu%d/cpufreq/scaling_governor" % cpu)
+        values.add(value.strip() or "unknown")
+    return ",".join(sorted(values))
+
+
+def temperature_c():
+    """The hottest thermal zone in degrees C, or None where none is readable."""
+    hottest = None
+    try:
+        zones = [z for z in os.listdir("/sys/class/thermal") if z.startswith("thermal_zone")]
+    except OSError:
+        return None
+    for zone in zones:
+        text = read_text("/sys/class/thermal/%s/temp" % zone).strip()
+        if text.lstrip("-").isdigit():
+            value = int(text) / 1000.0
+            hottest = value if hottest is None else max(hottest, value)
+    return hottest
+
+
+def environment_start():
+    cpu, running = proc_stat()
+    return {"time": time.time(), "cpu": cpu, "procs_running": running,
+            "processes": process_times(), "loadavg": load_average()}
+
+
+def environment_report(start):
+    """The round's environment: load, steal, governor, temperature, busy neighbours."""
+    end_cpu, running_end = proc_stat()
+    samples = [x for x in (start["procs_running"], start.get("procs_running_mid"), running_end)
+               if x is not None]
+    wall = max(time.time() - start["time"], 1e-6)
+    steal = None
+    if start["cpu"] and end_cpu and len(end_cpu) > 7:
+        delta = [b - a for a, b in zip(start["cpu"], end_cpu)]
+        total = sum(delta[:8])
+        steal = delta[7] / total if total > 0 else 0.0
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    busy = []
+    me = os.getpid()
+    for pid, (name, used) in process_times().items():
+        before = start["processes"].get(pid)
+        if pid == me or before is None:
+            continue
+        share = (used - before[1]) / ticks / wall
+        if share >= 0.2:
+            busy.append({"pid": pid, "name": name, "cpu_share": round(share, 2)})
+    busy.sort(key=lambda p: -p["cpu_share"])
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    temperature = temperature_c()
+    return {
+        "loadavg": start["loadavg"],
+        # The runner counts itself; the median of three samples ignores a passing blip.
+        "procs_running": sorted(samples)[len(samples) // 2] if samples else None,
+        "procs_running_samples": samples,
+        "steal": steal if steal is not None else "unknown",
+        "governor": governor() or "unknown",
+        "temperature_c": temperature if temperature is not None else "unknown",
+        "affinity": affinity,
+        "busy_processes": busy[:5],
+        "wall_s": wall,
+    }
 
 
 def memory_kib(field):
@@ -241,6 +340,8 @@ def measure(job, result):
     result["affinity"] = set_affinity(job.get("cpus"))
     import numpy
 
+    environment = environment_start()
+
     result["numpy_version"] = numpy.__version__
     module, name, runtime, version = import_interpreter(job.get("tflite_module", "auto"))
     result["runtime"] = {"name": runtime, "version": version, "module": name}
@@ -260,10 +361,12 @@ def measure(job, result):
     started = now_s()
     interpreter.invoke()
     result["first_inference_us"] = (now_s() - started) * 1e6
+    environment["procs_running_mid"] = proc_stat()[1]
     result["warmup_runs"], result["latencies_us"] = timed_loop(interpreter, job)
     peak = peak_rss_kib()
     result["peak_memory_kib"] = peak - baseline_kib if None not in (peak, baseline_kib) else None
     result["memory_method"] = "VmHWM after clear_refs minus VmRSS" if reset_ok else "maxrss delta"
+    result["environment"] = environment_report(environment)
 
 
 def run(job_path, result_path):

@@ -1,0 +1,62 @@
+""""Why is int8 not faster here?": a note per device from evidence, not folklore.
+
+Two facts decide whether int8 can beat float on a CPU: whether the CPU has an int8
+dot-product instruction (x86: AVX-512 VNNI or AVX-VNNI; ARM: the dot-product extension
+`asimddp`, and `i8mm` for 8-bit matrix multiply), and whether the runtime actually ran
+the int8 graph through XNNPACK (DELEGATE nodes seen) or fell back to built-in kernels.
+"""
+
+from __future__ import annotations
+
+from bench.store import Store
+
+X86_INT8 = {"avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx_int8": "AMX-INT8"}
+ARM_INT8 = {"asimddp": "dot product (SDOT/UDOT)", "i8mm": "8-bit matrix multiply (I8MM)"}
+INT8_RECIPES = ("int8", "int8-per-tensor")
+
+
+def int8_path(flags: set[str]) -> str:
+    """What the CPU offers int8 kernels, from its feature flags."""
+    x86 = [name for flag, name in X86_INT8.items() if flag in flags]
+    arm = [name for flag, name in ARM_INT8.items() if flag in flags]
+    if x86 or arm:
+        return "has " + " and ".join(x86 + arm) + ": int8 GEMM can use a native int8 " \
+            "dot product"
+    if "avx2" in flags:
+        return ("x86 with AVX2 but no VNNI: int8 dot products take multi-instruction "
+                "sequences (VPMADDUBSW/VPMADDWD widening to 16 and 32 bits), roughly the "
+                "throughput of float FMA, so int8 mostly saves memory traffic here")
+    if "asimd" in flags or "neon" in flags:
+        return ("ARM NEON without the dot-product extension: int8 multiply-accumulate widens "
+                "through 16 bits, so int8 gains come mostly from bandwidth")
+    return "no int8 dot-product feature found in the CPU flags"
+
+
+def device_notes(store: Store, run_id: str) -> list[str]:
+    notes = []
+    rounds = store.rounds_by_cell(run_id)
+    devices = sorted({key[2] for key in rounds})
+    for device in devices:
+        records = [r for key, by_index in rounds.items() if key[2] == device
+                   for r in by_index.values() if r.get("status") == "ok"]
+        if not records:
+            continue
+        flags = set(records[0].get("cpu_flags") or [])
+        cpu = records[0].get("cpu_model") or "unknown CPU"
+        lines = [f"\nwhy is int8 (not) faster on {device}? CPU: {cpu}",
+                 f"  - {int8_path(flags)}"]
+        for key, by_index in sorted(rounds.items()):
+            if key[2] != device or key[1] not in INT8_RECIPES or key[3] != "xnnpack":
+                continue
+            ok = [r for r in by_index.values() if r.get("status") == "ok"]
+            if not ok:
+                continue
+            delegation = ok[0].get("delegation") or {}
+            runtime = ok[0].get("runtime") or {}
+            verdict = {"yes": "XNNPACK took the int8 graph",
+                       "no": "XNNPACK did NOT take the int8 graph: built-in int8 kernels ran",
+                       }.get(delegation.get("xnnpack"), "whether XNNPACK ran it is unknown")
+            lines.append(f"  - {key[0]} {key[1]}: {verdict} ({delegation.get('evidence', '')}; "
+                         f"{runtime.get('name')} {runtime.get('version')})")
+        notes.append("\n".join(lines))
+    return notes
