@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a fixed number of rounds per cell (each a fresh runner process); "
         "default: adaptive, see --min-rounds/--max-rounds/--target/--budget",
     )
+    run.add_argument("--runs", type=_positive, default=None,
+                     help="fewest timed inferences per round (default 10)")
+    run.add_argument("--min-seconds", type=float, default=None,
+                     help="shortest timed loop per round in seconds (default 0.3)")
     run.add_argument("--min-rounds", type=_positive, default=None,
                      help="fewest rounds per cell (default 3)")
     run.add_argument("--max-rounds", type=_positive, default=None,
@@ -143,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "relative CI half-width, in percent (default 1)")
     run.add_argument("--budget", type=float, default=None,
                      help="measurement seconds per device after which no round is added "
-                     "(default 2.5 s per cell)")
+                     "(default 2.5 s per cell, at least 60 s)")
     run.add_argument("--cooldown", type=float, default=None,
                      help="seconds to pause between rounds (overrides the device's cooldown_s)")
     run.add_argument("--seed", type=int, default=None,

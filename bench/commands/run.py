@@ -25,7 +25,7 @@ from bench.zoo.names import parse_model
 
 SETTINGS_KEYS = ("models", "recipes", "devices", "backends", "threads", "rounds", "quick",
                  "calibration_size", "float_io", "min_rounds", "max_rounds", "target",
-                 "budget", "cooldown", "seed", "cpus")
+                 "budget", "cooldown", "seed", "cpus", "runs", "min_seconds")
 
 
 def say(text: str) -> None:
@@ -56,6 +56,10 @@ def protocol_from(settings: dict) -> Protocol:
                if settings.get(key) is not None}
     if settings.get("budget") is not None:
         changes["budget_s"] = settings["budget"]
+    if settings.get("runs") is not None:
+        changes["min_runs"] = settings["runs"]
+    if settings.get("min_seconds") is not None:
+        changes["min_s"] = settings["min_seconds"]
     protocol = dataclasses.replace(protocol, **changes)
     if protocol.min_rounds > protocol.max_rounds:
         raise UsageError(f"--min-rounds {protocol.min_rounds} is above --max-rounds "

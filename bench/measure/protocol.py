@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 DEFAULT_BUDGET_PER_CELL_S = 2.5
+DEFAULT_BUDGET_FLOOR_S = 60.0  # a small sweep may take a minute to reach its target
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Protocol:
     min_rounds: int = 3
     max_rounds: int = 15
     target: float = 0.01  # relative CI half-width of each cell's median
-    budget_s: float | None = None  # per device; None: DEFAULT_BUDGET_PER_CELL_S x cells
+    budget_s: float | None = None  # per device; None: 2.5 s per cell, at least 60 s
     cooldown_s: float = 0.0
     input_seed: int = 0
 
@@ -53,7 +54,9 @@ class Protocol:
         return self.max_rounds > self.min_rounds
 
     def budget_for(self, cells: int) -> float:
-        return self.budget_s if self.budget_s is not None else DEFAULT_BUDGET_PER_CELL_S * cells
+        if self.budget_s is not None:
+            return self.budget_s
+        return max(DEFAULT_BUDGET_FLOOR_S, DEFAULT_BUDGET_PER_CELL_S * cells)
 
     def loop_settings(self) -> dict:
         """What the runner needs for one round."""
