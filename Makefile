@@ -12,7 +12,7 @@ OLD_PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.8*/bin/python3.8 python3
 	"$$p" -c 'import venv' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 OLD_VENV ?= .venv-tflite-runtime
 
-.PHONY: run test lint venv old-venv clean bench-overhead bench-default
+.PHONY: run test lint venv old-venv clean bench-overhead bench-default bench-protocol
 
 venv: $(VENV)/.installed
 
@@ -43,6 +43,9 @@ bench-overhead: venv
 
 bench-default: venv
 	$(PY) benchmarks/default_run_time.py
+
+bench-protocol: venv
+	$(PY) benchmarks/protocol_targets.py
 
 clean:
 	rm -rf $(VENV) $(OLD_VENV) models/cache

@@ -115,7 +115,8 @@ def main() -> int:
         [parse_model("mobilenet_v2")], ["fp32"])
     variant = built["mobilenet_v2", "fp32"]
     device = load_device(REPO / "devices" / "local.toml")
-    protocol = Protocol()  # the defaults a user gets: 1 warm-up run + 0.5 s, >= 50 runs, >= 1 s
+    # benchmark_model's loop (1 warm-up run + 0.5 s, >= 50 runs, >= 1 s), one round a pair
+    protocol = Protocol.benchmark_model()
     session = DeviceSession(device, LocalTransport(), protocol)
     bare = BareLoop(variant.path)
 

@@ -222,3 +222,19 @@ def test_rounds_are_interleaved_in_the_recorded_order(workdir, model_cache, tiny
     assert summary["rounds"] == 3 and summary["stop_reason"] == "fixed_rounds"
     assert summary["speedup"]["same_backend"]["low"] is not None
     assert "speedup [95% CI]" in done.stdout and "x [" in done.stdout
+
+
+def test_cell_flags_conditions_seen_in_at_least_half_the_rounds():
+    from bench.measure.noise import cell_warnings
+
+    def record(steal: float) -> dict:
+        return {"environment": {"steal": steal, "affinity": [0, 1], "loadavg": [0.1],
+                                "procs_running": 1, "busy_processes": []}}
+
+    blip = [record(0.0)] * 3 + [record(0.08)]
+    assert cell_warnings(blip, 1, None, None) == []
+    steady = [record(0.0)] * 2 + [record(0.08)] * 2
+    assert cell_warnings(steady, 1, None, None) == ["CPU steal above 2% in 2/4 rounds"]
+    assert cell_warnings(steady, 1, 0.07, 0.2) == [
+        "CPU steal above 2% in 2/4 rounds", "round medians vary: CV 7.0%",
+        "iterations vary: CV 20.0%"]

@@ -177,6 +177,7 @@ def summarize_cell(cell: Cell, rounds: dict[int, dict], stop_reason: str | None 
         "failed_rounds": len(failed),
         "round_medians_us": {str(i): m for i, m in medians.items()},
         "ci_us": latency.to_dict(),
+        "p90_ci_us": estimate([s["p90"] for s in per_round.values()]).to_dict(),
         "rounds_cv": rounds_cv,
         "iterations_cv": iterations_cv,
         "iterations": sum(s["n"] for s in per_round.values()),

@@ -39,13 +39,17 @@ def round_warnings(record: dict, threads: int) -> list[str]:
 
 def cell_warnings(records: list[dict], threads: int, rounds_cv: float | None,
                   iterations_cv: float | None) -> list[str]:
-    """A cell's warnings, each with how many of its rounds showed it."""
+    """A cell's warnings, each with how many of its rounds showed it.
+
+    A condition seen in fewer than half of the rounds is a passing blip that the median
+    over rounds absorbs; it stays in those rounds' records but is not flagged on the cell.
+    """
     counts: Counter[str] = Counter()
     for record in records:
         for warning in dict.fromkeys(_generic(w) for w in round_warnings(record, threads)):
             counts[warning] += 1
     out = [f"{w} in {n}/{len(records)} rounds" if len(records) > 1 else w
-           for w, n in counts.most_common()]
+           for w, n in counts.most_common() if 2 * n >= len(records)]
     if rounds_cv is not None and rounds_cv > ROUNDS_CV_LIMIT:
         out.append(f"round medians vary: CV {rounds_cv * 100:.1f}%")
     if iterations_cv is not None and iterations_cv > ITERATIONS_CV_LIMIT:
@@ -59,6 +63,8 @@ def _generic(warning: str) -> str:
         return "load above the cores"
     if warning.endswith("core(s)") and "runnable" in warning:
         return "more runnable processes than cores"
+    if warning.startswith("CPU steal"):
+        return f"CPU steal above {STEAL_LIMIT * 100:g}%"
     if warning.startswith("busy: "):
         return warning.split(" (")[0]
     return warning
