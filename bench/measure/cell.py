@@ -184,9 +184,9 @@ def summarize_cell(cell: Cell, rounds: dict[int, dict], stop_reason: str | None 
         "p99_us": statistics.median(s["p99"] for s in per_round.values()),
         "max_us": max(s["max"] for s in per_round.values()),
         "per_round": {str(i): s for i, s in per_round.items()},
-        "init_ms": statistics.median(r.get("init_ms") or 0 for r in ok.values()),
-        "first_inference_us": statistics.median(
-            r.get("first_inference_us") or 0 for r in ok.values()),
+        "init_ms": estimate([r.get("init_ms") or 0.0 for r in ok.values()]).to_dict(),
+        "first_inference_us": estimate(
+            [r.get("first_inference_us") or 0.0 for r in ok.values()]).to_dict(),
         "peak_memory_kib": max((r.get("peak_memory_kib") or 0) for r in ok.values()),
         "delegation": first.get("delegation"),
         "cpu_model": first.get("cpu_model"),
