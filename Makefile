@@ -12,7 +12,7 @@ OLD_PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.8*/bin/python3.8 python3
 	"$$p" -c 'import venv' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 OLD_VENV ?= .venv-tflite-runtime
 
-.PHONY: run test lint venv old-venv clean bench-overhead bench-default bench-protocol
+.PHONY: run test lint venv old-venv system-deps clean bench-overhead bench-default bench-protocol
 
 venv: $(VENV)/.installed
 
@@ -32,7 +32,15 @@ $(OLD_VENV)/.installed:
 run: venv
 	$(PY) -m bench run $(ARGS)
 
-test: venv old-venv
+# Debian packages the tests use as real parts: OpenSSH's server (the SSH transport tests).
+system-deps:
+	@if [ ! -x /usr/sbin/sshd ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server; \
+		else echo "warning: /usr/sbin/sshd missing; install openssh-server (SSH tests will skip)"; fi; \
+	fi
+
+test: venv old-venv system-deps
 	BENCH_OLD_PYTHON=$(CURDIR)/$(OLD_VENV)/bin/python $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import UsageError
+from bench.transports.ssh import SSHSettings
 
 DEVICES_DIR = Path("devices")
 TRANSPORTS = ("local", "ssh", "adb")
-IMPLEMENTED_TRANSPORTS = ("local",)
+IMPLEMENTED_TRANSPORTS = ("local", "ssh")
 RUNNERS = ("python", "benchmark_model")
 IMPLEMENTED_RUNNERS = ("python",)
 BACKENDS = ("xnnpack", "cpu", "gpu", "nnapi", "hexagon", "external")
@@ -43,6 +44,7 @@ class Device:
     thermal_zone: str | None = None
     thermal_max_c: float | None = None
     thermal_timeout_s: float = 300.0
+    ssh: SSHSettings | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -65,6 +67,19 @@ _SCHEMA: dict[str, tuple[tuple[type, ...], bool, str]] = {
     "thermal_max_c": ((int, float), False, "between rounds, wait until the hottest zone is "
                       "at or below this temperature"),
     "thermal_timeout_s": ((int, float), False, "longest wait for cooling (default 300)"),
+    "ssh": ((dict,), False, "a table [ssh] with host, port, user, key_file, agent, "
+            "known_hosts, trust_on_first_use, jump_host, connect_timeout_s"),
+}
+_SSH_SCHEMA: dict[str, tuple[tuple[type, ...], bool, str]] = {
+    "host": ((str,), True, "the board's address or name"),
+    "port": ((int,), False, "TCP port (default 22)"),
+    "user": ((str,), False, "login name"),
+    "key_file": ((str,), False, "private key file (default: agent and ~/.ssh keys)"),
+    "agent": ((bool,), False, "use the SSH agent (default true)"),
+    "known_hosts": ((str,), False, "known_hosts file (default ~/.ssh/known_hosts)"),
+    "trust_on_first_use": ((bool,), False, "record an unknown host key instead of refusing"),
+    "jump_host": ((str,), False, "[user@]host[:port] to hop through"),
+    "connect_timeout_s": ((int, float), False, "seconds to wait for the connection"),
 }
 _SAFE_PATTERN = re.compile(r"^[A-Za-z0-9_./*?-]+$")
 TFLITE_MODULES = ("auto", "ai_edge_litert.interpreter", "tflite_runtime.interpreter",
@@ -86,18 +101,7 @@ def load_device(path: Path) -> Device:
         raise _fail(path, None, f"not valid TOML ({exc}); fix the syntax") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise _fail(path, None, f"cannot read it ({exc})") from None
-    for key in data:
-        if key not in _SCHEMA:
-            raise _fail(path, key, f"unknown key; known keys: {', '.join(_SCHEMA)}")
-    for key, (types, required, help_text) in _SCHEMA.items():
-        if key not in data:
-            if required:
-                raise _fail(path, key, f"missing (required: {help_text})")
-            continue
-        value = data[key]
-        if not isinstance(value, types) or isinstance(value, bool):
-            kind = type(value).__name__
-            raise _fail(path, key, f"expected {help_text}, got {kind} {value!r}")
+    _check_table(path, data, _SCHEMA, "")
     transport = _choice(path, "transport", data["transport"], TRANSPORTS)
     if transport not in IMPLEMENTED_TRANSPORTS:
         raise _fail(path, "transport", f"'{transport}' devices are not supported yet "
@@ -130,15 +134,46 @@ def load_device(path: Path) -> Device:
     _choice(path, "tflite_module", module, TFLITE_MODULES)
     name = path.stem
     default_work = str(Path(tempfile.gettempdir()) / f"bench-work-{os.getuid()}" / name)
+    ssh = None
+    if transport == "ssh":
+        if "ssh" not in data:
+            raise _fail(path, "ssh", "missing: ssh devices need an [ssh] table with host")
+        _check_table(path, data["ssh"], _SSH_SCHEMA, "ssh.")
+        ssh = SSHSettings(**{k: v for k, v in data["ssh"].items()})
+        if ssh.port < 1 or ssh.port > 65535:
+            raise _fail(path, "ssh.port", "must be 1..65535")
+        if data.get("python", "python3") == "harness":
+            raise _fail(path, "python", "'harness' only makes sense for local devices")
+        default_work = "bench-work"  # relative: in the login's home directory
+    elif "ssh" in data:
+        raise _fail(path, "ssh", f"an [ssh] table on a '{transport}' device")
     return Device(
         name=name, file=path, transport=transport, runner=runner,
-        python=data.get("python", "harness"), tflite_module=module, threads=threads,
+        python=data.get("python", "python3" if transport == "ssh" else "harness"),
+        tflite_module=module, threads=threads,
         backends=backends, cpus=cpus, work_dir=data.get("work_dir", default_work),
         timeout_s=timeout, description=data.get("description", ""),
         cooldown_s=float(data.get("cooldown_s", 0.0)), thermal_zone=zone,
         thermal_max_c=data.get("thermal_max_c"),
-        thermal_timeout_s=float(data.get("thermal_timeout_s", 300.0)),
+        thermal_timeout_s=float(data.get("thermal_timeout_s", 300.0)), ssh=ssh,
     )
+
+
+def _check_table(path: Path, data: dict, schema: dict, prefix: str) -> None:
+    """Unknown keys, missing required keys and wrong types, each naming file and key."""
+    for key in data:
+        if key not in schema:
+            raise _fail(path, prefix + key,
+                        f"unknown key; known keys: {', '.join(prefix + k for k in schema)}")
+    for key, (types, required, help_text) in schema.items():
+        if key not in data:
+            if required:
+                raise _fail(path, prefix + key, f"missing (required: {help_text})")
+            continue
+        value = data[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            kind = type(value).__name__
+            raise _fail(path, prefix + key, f"expected {help_text}, got {kind} {value!r}")
 
 
 def _choice(path: Path, key: str, value: str, allowed: tuple[str, ...]) -> str:

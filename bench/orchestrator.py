@@ -172,6 +172,9 @@ class Sweep:
                 self.on_round(cell, record)
                 if record.get("status") != "ok":
                     state.stopped[cell.key] = "failed"
+                if record.get("device_lost"):
+                    self._lose_device(active, state, record["error"])
+                    break
             index += 1
             self._decide(active, state, time.monotonic() - started > budget)
             still = [c for c in active if c.key not in state.stopped]
@@ -182,6 +185,15 @@ class Sweep:
                     self._finish(cell, row, outcome)
             active = still
         self._store_speedups(device, cells)
+
+    def _lose_device(self, active: list[Cell], state: DeviceState, error: str) -> None:
+        """Every unfinished cell stops; those without a round fail with the device's error."""
+        for cell in active:
+            if cell.key in state.stopped:
+                continue
+            state.stopped[cell.key] = "device_lost"
+            if not any(r.get("status") == "ok" for r in state.rounds[cell.key].values()):
+                state.rounds[cell.key].setdefault(-1, {"status": "failed", "error": error})
 
     def _decide(self, active: list[Cell], state: DeviceState, over_budget: bool) -> None:
         """Stop whole families: their cells' ratios are the speedups, so they stay paired."""

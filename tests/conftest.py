@@ -62,3 +62,18 @@ def run_bench(args: list[str], cwd: Path, timeout: float = 300, **kwargs):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A real sshd on a loopback port for the module's tests."""
+    from tests.sshd import SSHD, SSHServer
+
+    if not Path(SSHD).is_file():
+        message = f"{SSHD} missing: `make test` installs Debian's openssh-server"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    server = SSHServer(tmp_path_factory.mktemp("sshd")).start()
+    yield server
+    server.stop()

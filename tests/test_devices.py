@@ -37,7 +37,7 @@ def test_defaults(tmp_path):
     ('transport = "local"\nrunner = "python"\nthreads = [0]\n', "each >= 1"),
     ('transport = "local"\nrunner = "python"\nbackends = ["tpu"]\n', "'tpu' is not one of"),
     ('transport = "carrier-pigeon"\nrunner = "python"\n', "key 'transport'"),
-    ('transport = "ssh"\nrunner = "python"\n', "not supported yet"),
+    ('transport = "adb"\nrunner = "python"\n', "not supported yet"),
     ('transport = "local"\nrunner = "python"\ntimeout_s = "soon"\n', "key 'timeout_s'"),
     ('transport = "local"\nrunner = "python"\ntflite_module = "x"\n', "key 'tflite_module'"),
     ('transport = "local\n', "not valid TOML"),

@@ -93,7 +93,9 @@ class DeviceSession:
             self.stage(Path(cell.variant.path), self.model_path(cell.variant))
             record = self._run(cell, round_index)
         except (TransportError, OSError) as exc:
-            record = {"status": "failed", "error": f"device error: {exc}"}
+            # The device itself is gone (the transport already retried): no point in
+            # measuring its other cells now.
+            record = {"status": "failed", "error": f"device lost: {exc}", "device_lost": True}
         record["round"] = round_index
         return record
 

@@ -1,9 +1,12 @@
-"""Transports: how the harness reaches a device (local now; ssh and adb later)."""
+"""Transports: how the harness reaches a device (local, ssh; adb later)."""
 
 from __future__ import annotations
 
-from bench.devices import Device
-from bench.transports.base import Transport
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.devices import Device
+    from bench.transports.base import Transport
 
 
 def open_transport(device: Device) -> Transport:
@@ -11,4 +14,8 @@ def open_transport(device: Device) -> Transport:
         from bench.transports.local import LocalTransport
 
         return LocalTransport()
+    if device.transport == "ssh" and device.ssh is not None:
+        from bench.transports.ssh import SSHTransport
+
+        return SSHTransport(device.ssh, str(device.file))
     raise NotImplementedError(f"transport {device.transport!r}")

@@ -1,0 +1,135 @@
+"""A real OpenSSH server for tests: `sshd -D -e -f <own config>` on a loopback port.
+
+Host and client keys are generated per server; the client key is authorised for the
+current user. Debian's openssh-server provides /usr/sbin/sshd (`make test` installs it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+SSHD = "/usr/sbin/sshd"
+
+CONFIG = """\
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {root}/host_ed25519
+PidFile {root}/sshd.pid
+AuthorizedKeysFile {root}/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+Subsystem sftp internal-sftp -l VERBOSE
+LogLevel VERBOSE
+MaxStartups 50
+# The login shell reads ~/.bashrc for ssh commands (Debian's bash); a real board's shell
+# files are its own business, but this machine's (pyenv's rehash lock) must not leak into
+# the tests: sessions get an empty home of their own.
+SetEnv HOME={root}/home
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat[stat.rfind(")") + 2:].split()[1])
+            children.setdefault(parent, []).append(int(entry))
+    found, queue = [], [root]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+                   check=True)
+
+
+class SSHServer:
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.user = getpass.getuser()
+        keygen(root / "host_ed25519")
+        keygen(root / "client_ed25519")
+        (root / "authorized_keys").write_text((root / "client_ed25519.pub").read_text())
+        (root / "sshd_config").write_text(CONFIG.format(port=self.port, root=root))
+        (root / "home").mkdir()
+        self.log = root / "sshd.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def client_key(self) -> Path:
+        return self.root / "client_ed25519"
+
+    def known_hosts_line(self) -> str:
+        kind, key = (self.root / "host_ed25519.pub").read_text().split()[:2]
+        return f"[127.0.0.1]:{self.port} {kind} {key}\n"
+
+    def start(self) -> SSHServer:
+        if os.geteuid() == 0:
+            Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
+        with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(self.root / "sshd_config")],
+                stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"sshd exited: {self.log.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("sshd did not start listening")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def kill_all(self) -> None:
+        """The listener and every connection it serves: the board drops off the network.
+
+        Connection handlers rename themselves ("sshd: user@notty"), so they are found as
+        the listener's descendants, not by name."""
+        if self.process is None:
+            return
+        doomed = descendants(self.process.pid)
+        self.stop()
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+
+    def device_toml(self, known_hosts: Path, python: str, **extra: str) -> str:
+        lines = ['transport = "ssh"', 'runner = "python"', f'python = "{python}"']
+        lines += [f"{k} = {v}" for k, v in extra.items() if not k.startswith("ssh_")]
+        lines += ["[ssh]", 'host = "127.0.0.1"', f"port = {self.port}",
+                  f'user = "{self.user}"', f'key_file = "{self.client_key}"', "agent = false",
+                  f'known_hosts = "{known_hosts}"']
+        lines += [f"{k[4:]} = {v}" for k, v in extra.items() if k.startswith("ssh_")]
+        return "\n".join(lines) + "\n"

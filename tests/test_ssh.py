@@ -1,0 +1,214 @@
+"""The SSH transport against a real OpenSSH server on loopback.
+
+The "board" is this machine reached through sshd, with the old stack (Python 3.8,
+tflite-runtime 2.14, numpy<2) as its Python, so the whole run path is exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.transports.base import TransportError
+from bench.transports.ssh import SSHSettings, SSHTransport, remote_command
+from tests.conftest import run_bench
+
+
+def settings(sshd, known_hosts: Path, **changes) -> SSHSettings:
+    values = {"host": "127.0.0.1", "port": sshd.port, "user": sshd.user,
+              "key_file": str(sshd.client_key), "agent": False,
+              "known_hosts": str(known_hosts), "connect_timeout_s": 5.0, **changes}
+    return SSHSettings(**values)
+
+
+@pytest.fixture
+def known_hosts(tmp_path, sshd) -> Path:
+    path = tmp_path / "known_hosts"
+    path.write_text(sshd.known_hosts_line())
+    return path
+
+
+def test_remote_command_quotes_every_argument():
+    command = remote_command(["python3", "a b.py", "$(rm -rf /)", "it's"])
+    assert "'a b.py'" in command and "'$(rm -rf /)'" in command
+    assert "rm -rf /)" not in command.replace("'$(rm -rf /)'", "")
+
+
+def test_run_push_pull_exists(tmp_path, sshd, known_hosts):
+    transport = SSHTransport(settings(sshd, known_hosts))
+    try:
+        result = transport.run(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=20)
+        assert (result.returncode, result.stdout, result.stderr.strip()) == (3, "out\n", "err")
+        odd = transport.run(["echo", "a b", "$HOME", "it's"], timeout=20)
+        assert odd.stdout == "a b $HOME it's\n"  # arguments arrive verbatim
+        source = tmp_path / "payload.bin"
+        source.write_bytes(os.urandom(4096))
+        remote = str(tmp_path / "remote" / "deep" / "payload.bin")
+        assert not transport.exists(remote)
+        transport.push(source, remote)
+        assert transport.exists(remote) and Path(remote).read_bytes() == source.read_bytes()
+        transport.pull(remote, tmp_path / "back.bin")
+        assert (tmp_path / "back.bin").read_bytes() == source.read_bytes()
+        with pytest.raises(TransportError, match="no such file"):
+            transport.pull(str(tmp_path / "missing"), tmp_path / "x")
+    finally:
+        transport.close()
+
+
+HANG = "sleep 600 & echo $! > {pid}; wait"
+
+
+def test_timeout_kills_the_remote_process_group(tmp_path, sshd, known_hosts):
+    pid_file = tmp_path / "sleep.pid"
+    transport = SSHTransport(settings(sshd, known_hosts))
+    try:
+        started = time.monotonic()
+        result = transport.run(["sh", "-c", HANG.format(pid=pid_file)], timeout=2)
+        assert result.timed_out and result.returncode is None
+        assert time.monotonic() - started < 15
+        pid = int(pid_file.read_text())
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{pid}").exists(), "the remote child survived the timeout"
+    finally:
+        transport.close()
+
+
+def test_unknown_host_key_is_refused_with_the_fix(tmp_path, sshd):
+    empty = tmp_path / "known_hosts"
+    with pytest.raises(TransportError) as error:
+        SSHTransport(settings(sshd, empty)).connect()
+    assert "unknown host key" in str(error.value) and "ssh-keyscan" in str(error.value)
+    assert "trust_on_first_use" in str(error.value)
+
+
+def test_trust_on_first_use_records_the_key(tmp_path, sshd):
+    known = tmp_path / "tofu" / "known_hosts"
+    transport = SSHTransport(settings(sshd, known, trust_on_first_use=True))
+    transport.connect()
+    transport.close()
+    recorded = known.read_text()
+    assert f"[127.0.0.1]:{sshd.port}" in recorded
+    assert sshd.known_hosts_line().split()[2] in recorded  # the server's real key
+    again = SSHTransport(settings(sshd, known))  # now verified without TOFU
+    assert again.run(["true"], timeout=20).returncode == 0
+    again.close()
+
+
+def test_wrong_host_key_is_refused(tmp_path, sshd):
+    from tests.sshd import keygen
+
+    keygen(tmp_path / "impostor")
+    kind, key = (tmp_path / "impostor.pub").read_text().split()[:2]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd.port} {kind} {key}\n")
+    with pytest.raises(TransportError, match="does NOT match"):
+        SSHTransport(settings(sshd, known, trust_on_first_use=True)).connect()
+
+
+def board(workdir: Path, sshd, known_hosts: Path, python: str, name: str = "board",
+          **extra) -> None:
+    extra.setdefault("work_dir", json.dumps(str(workdir / "board-home")))
+    (workdir / "devices" / f"{name}.toml").write_text(
+        sshd.device_toml(known_hosts, python, **extra))
+
+
+def test_run_over_ssh_on_an_old_board_stack(workdir, sshd, known_hosts, old_python,
+                                            model_cache, tiny_variants):
+    board(workdir, sshd, known_hosts, old_python, tflite_module='"tflite_runtime.interpreter"')
+    args = ["run", "--devices", "board", "--models", "tiny_cnn", "--recipes", "fp32,int8,dynamic",
+            "--backends", "xnnpack", "--quick", "--cache", str(model_cache),
+            "--calibration-size", "8", "--no-progress"]
+    done = run_bench(args, workdir)
+    assert done.returncode == 0, done.stderr
+    db = sqlite3.connect(workdir / "results" / "bench.sqlite")
+    rows = dict(db.execute("SELECT recipe, status FROM cells").fetchall())
+    assert rows == {"fp32": "ok", "int8": "ok", "dynamic": "failed"}
+    reason = db.execute("SELECT reason FROM cells WHERE recipe='dynamic'").fetchone()[0]
+    assert "Didn't find op for builtin opcode 'FULLY_CONNECTED'" in reason  # the board's words
+    runtime = db.execute("SELECT runtime, runtime_version FROM cells WHERE recipe='fp32'")
+    assert runtime.fetchone() == ("tflite-runtime", "2.14.0")
+
+    staged = sorted((workdir / "board-home" / "models").iterdir())
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in staged}
+    runner = next((workdir / "board-home").glob("pyrunner-*.py")).stat()
+    again = run_bench(args, workdir)
+    assert again.returncode == 0, again.stderr
+    after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
+             for p in (workdir / "board-home" / "models").iterdir()}
+    assert after == before  # the second run sent no model bytes: same inodes, same mtimes
+    runner_after = next((workdir / "board-home").glob("pyrunner-*.py")).stat()
+    assert (runner_after.st_ino, runner_after.st_mtime_ns) == (runner.st_ino, runner.st_mtime_ns)
+
+
+def test_wrong_host_key_makes_the_device_unusable(workdir, sshd, tmp_path, old_python):
+    from tests.sshd import keygen
+
+    keygen(tmp_path / "impostor")
+    kind, key = (tmp_path / "impostor.pub").read_text().split()[:2]
+    known = tmp_path / "bad_known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd.port} {kind} {key}\n")
+    board(workdir, sshd, known, old_python)
+    done = run_bench(["run", "--devices", "board", "--models", "tiny_cnn", "--recipes", "fp32",
+                      "--quick", "--no-progress"], workdir)
+    assert done.returncode == 3, done.stderr
+    assert "does NOT match" in done.stdout + done.stderr
+
+
+SLOW_BOARD_PYTHON = """#!/bin/sh
+case "$*" in *pyrunner*) sleep 1;; esac
+exec {python} "$@"
+"""
+
+
+def test_connection_lost_mid_sweep_then_resume(workdir, sshd, known_hosts, old_python,
+                                               model_cache, tiny_variants):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    wrapper = workdir / "slow-python"
+    wrapper.write_text(SLOW_BOARD_PYTHON.format(python=old_python))
+    wrapper.chmod(0o755)
+    board(workdir, sshd, known_hosts, str(wrapper), backends='["xnnpack", "cpu"]')
+    args = ["run", "--devices", "board", "--models", "tiny_cnn", "--recipes", "fp32,int8",
+            "--quick", "--cache", str(model_cache), "--calibration-size", "8",
+            "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=workdir, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = workdir / "results" / "bench.sqlite"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if store.exists() and sqlite3.connect(store).execute(
+                "SELECT COUNT(*) FROM cells WHERE status = 'ok'").fetchone()[0] >= 1:
+            break
+    sshd.kill_all()
+    try:
+        out, err = process.communicate(timeout=120)
+    finally:
+        sshd.start()  # back for the resume and the module's other tests
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+    assert process.returncode == 0, err  # the sweep completed; lost cells are results
+    rows = dict(sqlite3.connect(store).execute("SELECT recipe || backend, status FROM cells"))
+    reasons = [r for (r,) in sqlite3.connect(store).execute("SELECT reason FROM cells")]
+    assert len(rows) == 4 and "ok" in rows.values() and "failed" in rows.values(), reasons
+    reasons = [r for (r,) in sqlite3.connect(store).execute(
+        "SELECT reason FROM cells WHERE status = 'failed'")]
+    assert all("device lost" in r and "reconnects" in r for r in reasons), "\n".join(reasons)
+    run_id = out.strip().splitlines()[-1].split()[1].rstrip(":")
+    resumed = run_bench(["run", "--resume", run_id, "--no-progress", "--cache",
+                         str(model_cache)], workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = dict(sqlite3.connect(store).execute("SELECT recipe || backend, status FROM cells"))
+    assert set(rows.values()) == {"ok"}
