@@ -11,6 +11,7 @@ so Ctrl-C or a crash keeps everything measured, and `--resume` continues from th
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from bench.devices import PYTHON_RUNNER_BACKENDS, Device
 from bench.measure.cell import Cell, DeviceSession, reached_target, summarize_cell
 from bench.measure.cooldown import cool_down
+from bench.measure.device_lock import DeviceLock, DeviceLocked, fingerprint
 from bench.measure.protocol import Protocol
 from bench.measure.speedups import cpu_reference_backend, speedups
 from bench.store import Store
@@ -82,6 +84,17 @@ class SweepOutcome:
 
 
 @dataclass
+class _Ready:
+    """A device that answered, identified its machine and is locked for this run."""
+
+    device: Device
+    transport: object
+    cells: list[Cell]
+    lock: DeviceLock
+    fingerprint: str
+
+
+@dataclass
 class DeviceState:
     """What is known so far about the cells of one device."""
 
@@ -103,6 +116,8 @@ class Sweep:
         self.on_round = on_round
         self.on_finish = on_finish
         self.sleep = sleep
+        self._lock = threading.RLock()  # the store and the callbacks, across device threads
+        self._stop = threading.Event()
 
     def skip(self, plan: Plan) -> None:
         for cell, reason in plan.skipped:
@@ -112,27 +127,92 @@ class Sweep:
 
     def run(self, plan: Plan, devices: list[Device],
             previous: dict[tuple, dict[int, dict]] | None = None) -> SweepOutcome:
-        """Measure every planned cell; `previous` holds rounds of a resumed run."""
+        """Measure every planned cell; `previous` holds rounds of a resumed run.
+
+        Devices run in parallel, one thread per machine: device names whose fingerprint
+        is the same machine share a thread, so they are never measured at once."""
         outcome = SweepOutcome()
-        for device in devices:
-            cells = [c for c in plan.cells if c.device == device.name]
-            if cells:
-                self._run_device(device, cells, outcome, previous or {})
+        machines: dict[str, list[_Ready]] = {}
+        try:
+            for device in devices:
+                cells = [c for c in plan.cells if c.device == device.name]
+                if cells:
+                    ready = self._prepare(device, cells, outcome)
+                    if ready is not None:
+                        machines.setdefault(ready.fingerprint, []).append(ready)
+            groups = list(machines.values())
+            if len(groups) == 1:
+                self._run_machine(groups[0], outcome, previous or {})
+            elif groups:
+                self._run_parallel(groups, outcome, previous or {})
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+        finally:
+            for group in machines.values():
+                for ready in group:
+                    ready.lock.release()
+                    ready.transport.close()
+        if self._stop.is_set():
+            raise Interrupted()
         return outcome
 
-    def _run_device(self, device: Device, cells: list[Cell], outcome: SweepOutcome,
-                    previous: dict) -> None:
+    def _prepare(self, device: Device, cells: list[Cell], outcome: SweepOutcome):
+        """Reach the device, identify its machine, take its lock; None when unusable."""
         transport = open_transport(device)
-        try:
-            problem = preflight(device, transport)
-            if problem:
-                outcome.unusable_devices.append(device.name)
-                for cell in cells:
-                    self._finish(cell, {**summarize_cell(cell, {}), "status": "failed",
-                                        "reason": problem}, outcome)
-                return
-            runnable = []
+        lock = DeviceLock(device, transport)
+        problem = preflight(device, transport)
+        machine = None
+        if problem is None:
+            try:
+                machine = fingerprint(transport)
+                lock.acquire()
+            except (TransportError, DeviceLocked) as exc:
+                problem = f"device {device.name} unusable: {exc}"
+        if problem is not None:
+            transport.close()
+            outcome.unusable_devices.append(device.name)
             for cell in cells:
+                self._finish(cell, {**summarize_cell(cell, {}), "status": "failed",
+                                    "reason": problem}, outcome)
+            return None
+        return _Ready(device, transport, cells, lock, machine)
+
+    def _run_parallel(self, groups: list[list[_Ready]], outcome: SweepOutcome,
+                      previous: dict) -> None:
+        errors: list[BaseException] = []
+
+        def work(group: list[_Ready]) -> None:
+            try:
+                self._run_machine(group, outcome, previous)
+            except Interrupted:
+                pass
+            except BaseException as exc:  # surfaced in the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(g,), daemon=True,
+                                    name=f"bench-{g[0].device.name}") for g in groups]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)
+        except KeyboardInterrupt:
+            self._stop.set()
+            for group in groups:  # kills the running measurements
+                for ready in group:
+                    ready.transport.close()
+            for thread in threads:
+                thread.join(30)
+            raise
+        if errors:
+            raise errors[0]
+
+    def _run_machine(self, group: list[_Ready], outcome: SweepOutcome,
+                     previous: dict) -> None:
+        for ready in group:
+            runnable = []
+            for cell in ready.cells:
                 if cell.variant.status == "ok":
                     runnable.append(cell)
                 else:
@@ -140,11 +220,7 @@ class Sweep:
                     self._finish(cell, {**summarize_cell(cell, {}), "status": "failed",
                                         "reason": reason}, outcome)
             if runnable:
-                self._rounds(device, transport, runnable, outcome, previous)
-        except KeyboardInterrupt:
-            raise Interrupted() from None
-        finally:
-            transport.close()
+                self._rounds(ready.device, ready.transport, runnable, outcome, previous)
 
     def _rounds(self, device: Device, transport, cells: list[Cell], outcome: SweepOutcome,
                 previous: dict) -> None:
@@ -161,15 +237,21 @@ class Sweep:
             if todo and index > 0 and (device.cooldown_s or device.thermal_max_c is not None):
                 cooldown = cool_down(transport, device, device.cooldown_s, sleep=self.sleep)
             for position, cell in enumerate(round_order(todo, self.seed, device.name, index)):
-                self.on_start(cell, index)
+                if self._stop.is_set():
+                    raise Interrupted()
+                with self._lock:
+                    self.on_start(cell, index)
                 record = session.run_round(cell, index)
+                if self._stop.is_set():
+                    raise Interrupted()  # killed by Ctrl-C: not a result
                 record["order"] = {"seed": self.seed, "position": position}
                 if cooldown is not None:
                     record["cooldown"] = cooldown
                 state.rounds[cell.key][index] = record
                 row = summarize_cell(cell, state.rounds[cell.key], None, self.protocol.target)
-                self.store.record_round(self.run_id, row, index, record)
-                self.on_round(cell, record)
+                with self._lock:
+                    self.store.record_round(self.run_id, row, index, record)
+                    self.on_round(cell, record)
                 if record.get("status") != "ok":
                     state.stopped[cell.key] = "failed"
                 if record.get("device_lost"):
@@ -218,22 +300,26 @@ class Sweep:
                 state.stopped[cell.key] = reason
 
     def _finish(self, cell: Cell, row: dict, outcome: SweepOutcome) -> None:
-        self.store.save_cell(self.run_id, row)
-        outcome.finished += 1
-        outcome.failed += row["status"] == "failed"
-        self.on_finish(cell, row)
+        with self._lock:
+            self.store.save_cell(self.run_id, row)
+            outcome.finished += 1
+            outcome.failed += row["status"] == "failed"
+            self.on_finish(cell, row)
 
     def _store_speedups(self, device: Device, cells: list[Cell]) -> None:
         """Add paired speedups with CIs to the stored rows of the device's cells."""
-        rows = [c for c in self.store.cells(self.run_id) if c["device"] == device.name]
-        rounds = {k: v for k, v in self.store.rounds_by_cell(self.run_id).items()
-                  if k[2] == device.name}
-        found = speedups(rows, rounds, {device.name: cpu_reference_backend(device.backends)})
-        for row in rows:
-            key = (row["model"], row["recipe"], row["device"], row["backend"], row["threads"])
-            if key in found:
-                row["summary"]["speedup"] = found[key]
-                self.store.save_cell(self.run_id, row)
+        with self._lock:
+            rows = [c for c in self.store.cells(self.run_id) if c["device"] == device.name]
+            rounds = {k: v for k, v in self.store.rounds_by_cell(self.run_id).items()
+                      if k[2] == device.name}
+            found = speedups(rows, rounds,
+                             {device.name: cpu_reference_backend(device.backends)})
+            for row in rows:
+                key = (row["model"], row["recipe"], row["device"], row["backend"],
+                       row["threads"])
+                if key in found:
+                    row["summary"]["speedup"] = found[key]
+                    self.store.save_cell(self.run_id, row)
 
 
 def preflight(device: Device, transport) -> str | None:

@@ -87,7 +87,9 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            # Device threads share this connection; Sweep serialises every use of it.
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30,
+                                      check_same_thread=False)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self._migrate()

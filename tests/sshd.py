@@ -67,8 +67,12 @@ def keygen(path: Path) -> None:
 
 
 class SSHServer:
-    def __init__(self, root: Path):
+    """`machine_id`: run sshd in its own mount namespace with that /etc/machine-id, so
+    the board is another machine to the harness (needs root and unshare)."""
+
+    def __init__(self, root: Path, machine_id: str | None = None):
         self.root = root
+        self.machine_id = machine_id
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.user = getpass.getuser()
@@ -91,10 +95,15 @@ class SSHServer:
     def start(self) -> SSHServer:
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
+        command = [SSHD, "-D", "-e", "-f", str(self.root / "sshd_config")]
+        if self.machine_id:
+            identity = self.root / "machine-id"
+            identity.write_text(self.machine_id + "\n")
+            command = ["unshare", "-m", "sh", "-c",
+                       f"mount --bind {identity} /etc/machine-id && exec \"$@\"", "sh",
+                       *command]
         with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
-            self.process = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(self.root / "sshd_config")],
-                stdout=subprocess.DEVNULL, stderr=log)
+            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

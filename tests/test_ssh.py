@@ -189,9 +189,12 @@ def test_connection_lost_mid_sweep_then_resume(workdir, sshd, known_hosts, old_p
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(0.2)
-        if store.exists() and sqlite3.connect(store).execute(
-                "SELECT COUNT(*) FROM cells WHERE status = 'ok'").fetchone()[0] >= 1:
-            break
+        try:  # the store may not exist or be migrated yet
+            if sqlite3.connect(store).execute(
+                    "SELECT COUNT(*) FROM cells WHERE status = 'ok'").fetchone()[0] >= 1:
+                break
+        except sqlite3.OperationalError:
+            continue
     sshd.kill_all()
     try:
         out, err = process.communicate(timeout=120)

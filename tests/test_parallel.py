@@ -1,0 +1,101 @@
+"""Several devices in one run: parallel per machine, never two names of one machine at
+once, and a lock that stops two harnesses measuring one device."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI, run_bench
+from tests.sshd import SSHD, SSHServer
+
+
+@pytest.fixture(scope="module")
+def boards(tmp_path_factory):
+    """Two boards: sshd servers in their own mount namespaces with distinct machine ids."""
+    if not Path(SSHD).is_file() or os.geteuid() != 0:
+        message = "needs root and Debian's openssh-server (make test installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    servers = [SSHServer(tmp_path_factory.mktemp(f"board{i}"), machine_id=f"{i:032x}").start()
+               for i in (1, 2)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def add_board(workdir: Path, name: str, server: SSHServer, python: str) -> None:
+    known = workdir / f"{name}.known_hosts"
+    known.write_text(server.known_hosts_line())
+    (workdir / "devices" / f"{name}.toml").write_text(server.device_toml(
+        known, python, work_dir=json.dumps(str(workdir / f"{name}-home")),
+        backends='["xnnpack"]'))
+
+
+def intervals(workdir: Path) -> dict[str, list[tuple[float, float]]]:
+    db = sqlite3.connect(workdir / "results" / "bench.sqlite")
+    out: dict[str, list] = {}
+    for device, record in db.execute("SELECT device, record FROM rounds"):
+        record = json.loads(record)
+        out.setdefault(device, []).append((record["started_unix"], record["finished_unix"]))
+    return out
+
+
+def overlapping(a: list, b: list) -> int:
+    return sum(1 for s1, e1 in a for s2, e2 in b if s1 < e2 and s2 < e1)
+
+
+RUN = ["run", "--models", "tiny_cnn", "--recipes", "fp32,int8", "--rounds", "3",
+       "--runs", "300", "--min-seconds", "0.3", "--no-progress"]
+
+
+def test_two_machines_are_measured_in_parallel(workdir, boards, model_cache, tiny_variants,
+                                               old_python):
+    add_board(workdir, "board1", boards[0], old_python)
+    add_board(workdir, "board2", boards[1], old_python)
+    done = run_bench([*RUN, "--devices", "board1,board2", "--cache", str(model_cache),
+                      "--calibration-size", "8"], workdir)
+    assert done.returncode == 0, done.stderr
+    found = intervals(workdir)
+    assert len(found["board1"]) == len(found["board2"]) == 6
+    assert overlapping(found["board1"], found["board2"]) >= 2  # both boards busy at once
+
+
+def test_two_names_for_one_machine_never_overlap(workdir, sshd, model_cache, tiny_variants,
+                                                 old_python):
+    add_board(workdir, "thishost", sshd, old_python)  # an ssh entry pointing at this machine
+    done = run_bench([*RUN, "--devices", "local,thishost", "--backends", "xnnpack",
+                      "--cache", str(model_cache), "--calibration-size", "8"], workdir)
+    assert done.returncode == 0, done.stderr
+    found = intervals(workdir)
+    assert len(found["local"]) == len(found["thishost"]) == 6
+    assert overlapping(found["local"], found["thishost"]) == 0
+
+
+def test_a_device_locked_by_another_harness_is_not_measured(workdir, model_cache,
+                                                            tiny_variants):
+    work = workdir / "local-work"
+    (workdir / "devices" / "locked.toml").write_text(
+        f'transport = "local"\nrunner = "python"\nwork_dir = "{work}"\n')
+    lock = work / "bench.lock"
+    lock.mkdir(parents=True)
+    (lock / "owner").write_text(json.dumps({"host": "other-host", "pid": 1, "since": 0}))
+    args = ["run", "--devices", "locked", "--models", "tiny_cnn", "--recipes", "fp32",
+            "--quick", "--no-progress", "--cache", str(model_cache), "--calibration-size", "8"]
+    done = run_bench(args, workdir)
+    assert done.returncode == 3
+    assert "being measured by other-host pid 1" in done.stderr + done.stdout
+    assert lock.is_dir()  # someone else's lock is left alone
+
+    # a lock left by a dead harness on this host is stale and taken over
+    (lock / "owner").write_text(json.dumps({"host": platform.node(), "pid": 2**22 + 7,
+                                            "since": 0}))
+    done = run_bench(args, workdir)
+    assert done.returncode == 0, done.stderr
+    assert not lock.exists()  # released at the end of the run
