@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="devices_command", required=True, parser_class=_Parser
     )
     devices_sub.add_parser("list", parents=[common], help="device files and what they declare")
+    check = devices_sub.add_parser(
+        "check", parents=[common], help="reach a device: Python, runtime, CPU, disk, throttling")
+    check.add_argument("name", help="device name (devices/NAME.toml)")
 
     commands.add_parser("runs", parents=[common], help="runs in the store")
     report = commands.add_parser("report", parents=[common], help="the table of a stored run")

@@ -14,6 +14,12 @@ def write(tmp_path: Path, text: str, name: str = "dev") -> Path:
     return path
 
 
+def test_shipped_example_board_loads():
+    device = load_device(REPO_DEVICES / "rpi4.toml")
+    assert device.transport == "ssh" and device.ssh.host == "rpi4.local"
+    assert device.python.endswith("python") and device.thermal_max_c == 60
+
+
 def test_shipped_local_device_loads():
     device = load_device(REPO_DEVICES / "local.toml")
     assert device.name == "local" and device.transport == "local" and device.runner == "python"

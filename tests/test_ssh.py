@@ -215,3 +215,18 @@ def test_connection_lost_mid_sweep_then_resume(workdir, sshd, known_hosts, old_p
     assert resumed.returncode == 0, resumed.stderr
     rows = dict(sqlite3.connect(store).execute("SELECT recipe || backend, status FROM cells"))
     assert set(rows.values()) == {"ok"}
+
+
+def test_devices_check_reports_one_line_each(workdir, sshd, known_hosts, old_python):
+    board(workdir, sshd, known_hosts, old_python)
+    done = run_bench(["devices", "check", "board"], workdir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = {line.split()[1]: line for line in done.stdout.splitlines()}
+    assert lines["python"].startswith("ok") and "3.8" in lines["python"]
+    assert "tflite_runtime 2.14.0" in lines["runtime"]
+    assert "MB free" in lines["disk"] and "int8" in lines["cpu"]
+    board(workdir, sshd, known_hosts, "/nonexistent/python3", name="nopython")
+    bad = run_bench(["devices", "check", "nopython"], workdir)
+    assert bad.returncode == 3 and "FAIL python" in bad.stdout and "set `python`" in bad.stdout
+    listing = run_bench(["devices", "list"], workdir)
+    assert f"ssh {sshd.user}@127.0.0.1:{sshd.port}" in listing.stdout
