@@ -18,7 +18,7 @@ SSHD = "/usr/sbin/sshd"
 
 CONFIG = """\
 Port {port}
-ListenAddress 127.0.0.1
+ListenAddress {address}
 HostKey {root}/host_ed25519
 PidFile {root}/sshd.pid
 AuthorizedKeysFile {root}/authorized_keys
@@ -35,6 +35,39 @@ MaxStartups 50
 # the tests: sessions get an empty home of their own.
 SetEnv HOME={root}/home
 """
+
+
+class NetworkNamespace:
+    """A test host of our own: a network namespace joined to this one by a veth pair.
+
+    The board side gets 10.213.N.2, this side 10.213.N.1 (addresses that exist only
+    inside this machine, between namespaces the tests create and delete)."""
+
+    def __init__(self, index: int):
+        tag = f"{os.getpid() % 100000}{index}"
+        self.name = f"benchb{tag}"
+        self.host_if, self.board_if = f"bh{tag}", f"bb{tag}"
+        self.host_address = f"10.213.{index}.1"
+        self.board_address = f"10.213.{index}.2"
+
+    def create(self) -> NetworkNamespace:
+        def ip(*args: str, inside: bool = False) -> None:
+            prefix = ["ip", "netns", "exec", self.name] if inside else []
+            subprocess.run([*prefix, "ip", *args], check=True, capture_output=True)
+
+        ip("netns", "add", self.name)
+        ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.board_if)
+        ip("link", "set", self.board_if, "netns", self.name)
+        ip("addr", "add", f"{self.host_address}/24", "dev", self.host_if)
+        ip("link", "set", self.host_if, "up")
+        ip("addr", "add", f"{self.board_address}/24", "dev", self.board_if, inside=True)
+        ip("link", "set", self.board_if, "up", inside=True)
+        ip("link", "set", "lo", "up", inside=True)
+        return self
+
+    def delete(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
 
 
 def free_port() -> int:
@@ -70,16 +103,20 @@ class SSHServer:
     """`machine_id`: run sshd in its own mount namespace with that /etc/machine-id, so
     the board is another machine to the harness (needs root and unshare)."""
 
-    def __init__(self, root: Path, machine_id: str | None = None):
+    def __init__(self, root: Path, machine_id: str | None = None,
+                 netns: NetworkNamespace | None = None):
         self.root = root
         self.machine_id = machine_id
+        self.netns = netns
+        self.address = netns.board_address if netns else "127.0.0.1"
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.user = getpass.getuser()
         keygen(root / "host_ed25519")
         keygen(root / "client_ed25519")
         (root / "authorized_keys").write_text((root / "client_ed25519.pub").read_text())
-        (root / "sshd_config").write_text(CONFIG.format(port=self.port, root=root))
+        (root / "sshd_config").write_text(CONFIG.format(port=self.port, root=root,
+                                                        address=self.address))
         (root / "home").mkdir()
         self.log = root / "sshd.log"
         self.process: subprocess.Popen | None = None
@@ -90,7 +127,7 @@ class SSHServer:
 
     def known_hosts_line(self) -> str:
         kind, key = (self.root / "host_ed25519.pub").read_text().split()[:2]
-        return f"[127.0.0.1]:{self.port} {kind} {key}\n"
+        return f"[{self.address}]:{self.port} {kind} {key}\n"
 
     def start(self) -> SSHServer:
         if os.geteuid() == 0:
@@ -102,6 +139,8 @@ class SSHServer:
             command = ["unshare", "-m", "sh", "-c",
                        f"mount --bind {identity} /etc/machine-id && exec \"$@\"", "sh",
                        *command]
+        if self.netns:
+            command = ["ip", "netns", "exec", self.netns.name, *command]
         with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 10
@@ -109,7 +148,7 @@ class SSHServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"sshd exited: {self.log.read_text()[-2000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection((self.address, self.port), timeout=0.5):
                     return self
             except OSError:
                 time.sleep(0.05)
@@ -137,8 +176,19 @@ class SSHServer:
     def device_toml(self, known_hosts: Path, python: str, **extra: str) -> str:
         lines = ['transport = "ssh"', 'runner = "python"', f'python = "{python}"']
         lines += [f"{k} = {v}" for k, v in extra.items() if not k.startswith("ssh_")]
-        lines += ["[ssh]", 'host = "127.0.0.1"', f"port = {self.port}",
+        lines += ["[ssh]", f'host = "{self.address}"', f"port = {self.port}",
                   f'user = "{self.user}"', f'key_file = "{self.client_key}"', "agent = false",
                   f'known_hosts = "{known_hosts}"']
         lines += [f"{k[4:]} = {v}" for k, v in extra.items() if k.startswith("ssh_")]
         return "\n".join(lines) + "\n"
+
+
+def drop_connections(server: SSHServer) -> int:
+    """Kill the server's connection handlers but keep it listening: a board that drops
+    off and is back at once (a network blip, a quick reboot)."""
+    assert server.process is not None
+    doomed = descendants(server.process.pid)
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    return len(doomed)

@@ -7,12 +7,13 @@ import json
 import os
 import platform
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import IN_CI, run_bench
-from tests.sshd import SSHD, SSHServer
+from tests.sshd import SSHD, NetworkNamespace, SSHServer
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +24,25 @@ def boards(tmp_path_factory):
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    servers = [SSHServer(tmp_path_factory.mktemp(f"board{i}"), machine_id=f"{i:032x}").start()
-               for i in (1, 2)]
+    namespaces = []
+    try:
+        for index in (1, 2):
+            namespaces.append(NetworkNamespace(index).create())
+    except subprocess.CalledProcessError as exc:
+        for namespace in namespaces:
+            namespace.delete()
+        message = f"cannot create network namespaces: {exc.stderr}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    servers = [SSHServer(tmp_path_factory.mktemp(f"board{i}"), machine_id=f"{i:032x}",
+                         netns=namespace).start()
+               for i, namespace in enumerate(namespaces, start=1)]
     yield servers
     for server in servers:
         server.stop()
+    for namespace in namespaces:
+        namespace.delete()
 
 
 def add_board(workdir: Path, name: str, server: SSHServer, python: str) -> None:
@@ -65,6 +80,8 @@ def test_two_machines_are_measured_in_parallel(workdir, boards, model_cache, tin
     found = intervals(workdir)
     assert len(found["board1"]) == len(found["board2"]) == 6
     assert overlapping(found["board1"], found["board2"]) >= 2  # both boards busy at once
+    addresses = {server.address for server in boards}
+    assert addresses == {"10.213.1.2", "10.213.2.2"}  # each board at its own address
 
 
 def test_two_names_for_one_machine_never_overlap(workdir, sshd, model_cache, tiny_variants,

@@ -230,3 +230,60 @@ def test_devices_check_reports_one_line_each(workdir, sshd, known_hosts, old_pyt
     assert bad.returncode == 3 and "FAIL python" in bad.stdout and "set `python`" in bad.stdout
     listing = run_bench(["devices", "list"], workdir)
     assert f"ssh {sshd.user}@127.0.0.1:{sshd.port}" in listing.stdout
+
+
+def test_full_remote_disk_fails_cells_with_the_reason_and_no_retries(
+        workdir, sshd, known_hosts, old_python, model_cache, tiny_variants):
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tiny tmpfs needs root")
+    home = workdir / "small-disk"
+    home.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(home)], check=True)
+    try:
+        board(workdir, sshd, known_hosts, old_python, work_dir=json.dumps(str(home)))
+        started = time.monotonic()
+        done = run_bench(["run", "--devices", "board", "--models", "tiny_cnn", "--recipes",
+                          "fp32,int8", "--backends", "xnnpack", "--quick", "--no-progress",
+                          "--cache", str(model_cache)], workdir)
+        elapsed = time.monotonic() - started
+    finally:
+        subprocess.run(["umount", str(home)], check=False)
+    assert done.returncode == 0, done.stderr
+    reasons = [r for (r,) in sqlite3.connect(workdir / "results" / "bench.sqlite").execute(
+        "SELECT reason FROM cells")]
+    assert len(reasons) == 2 and all("is its disk full?" in r for r in reasons), reasons
+    assert elapsed < 30  # refused writes are not retried like a dropped connection
+
+
+def test_a_quick_reboot_is_survived_by_reconnecting(workdir, sshd, known_hosts, old_python,
+                                                    model_cache, tiny_variants):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.sshd import drop_connections
+
+    board(workdir, sshd, known_hosts, old_python, backends='["xnnpack", "cpu"]')
+    args = ["run", "--devices", "board", "--models", "tiny_cnn", "--recipes", "fp32,int8",
+            "--rounds", "3", "--runs", "2000", "--no-progress", "--cache", str(model_cache)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=workdir, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = workdir / "results" / "bench.sqlite"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            if sqlite3.connect(store).execute("SELECT COUNT(*) FROM rounds").fetchone()[0] >= 2:
+                break
+        except sqlite3.OperationalError:
+            continue
+    assert drop_connections(sshd) >= 1
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == 0, err
+    rows = dict(sqlite3.connect(store).execute("SELECT recipe || backend, status FROM cells"))
+    assert set(rows.values()) == {"ok"}, rows
+    rounds = sqlite3.connect(store).execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
+    assert rounds == 12  # every cell got all its rounds despite the drop

@@ -19,7 +19,7 @@ from bench.devices import Device
 from bench.measure.noise import cell_warnings
 from bench.measure.protocol import Protocol
 from bench.measure.stats import cv, estimate, summarize
-from bench.transports.base import Transport, TransportError
+from bench.transports.base import RemoteError, Transport, TransportError
 from bench.zoo.cache import Variant, file_sha256
 
 RUNNER_FILE = Path(__file__).resolve().parent.parent / "runners" / "pyrunner.py"
@@ -92,6 +92,8 @@ class DeviceSession:
             self.stage(RUNNER_FILE, self.runner_path)
             self.stage(Path(cell.variant.path), self.model_path(cell.variant))
             record = self._run(cell, round_index)
+        except RemoteError as exc:  # e.g. its disk is full: its other cells would fail too
+            record = {"status": "failed", "error": f"device error: {exc}", "device_lost": True}
         except (TransportError, OSError) as exc:
             # The device itself is gone (the transport already retried): no point in
             # measuring its other cells now.

@@ -29,6 +29,10 @@ class TransportError(Exception):
     """The device could not be reached or did not do what was asked."""
 
 
+class RemoteError(TransportError):
+    """The device answered but refused (disk full, permission denied): retrying is useless."""
+
+
 class Transport(Protocol):
     def push(self, local: Path, remote: str) -> None:
         """Copy a local file to `remote` (a path on the device)."""

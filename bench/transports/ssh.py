@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from bench.transports.base import CommandResult, TransportError
+from bench.transports.base import CommandResult, RemoteError, TransportError
 
 RECONNECT_DELAYS_S = (1.0, 2.0, 4.0)
 PGID_PREFIX = "BENCH-PGID "
@@ -142,6 +142,8 @@ class SSHTransport:
                 time.sleep(delay)
             try:
                 return action()
+            except RemoteError:
+                raise  # the board answered: reconnecting changes nothing
             except TransportError as exc:
                 last = exc
                 if "host key" in str(exc):
@@ -171,8 +173,12 @@ class SSHTransport:
             try:
                 sftp.put(str(local), partial)
             except OSError as exc:
-                raise TransportError(f"cannot write {remote} on {self.settings.target} "
-                                     f"({exc}); is its disk full?") from None
+                if not self._client.get_transport().is_active():
+                    raise  # the connection dropped: retried
+                with contextlib.suppress(OSError):
+                    sftp.remove(partial)
+                raise RemoteError(f"cannot write {remote} on {self.settings.target} ({exc}); "
+                                  f"is its disk full? free space in its work_dir") from None
             sftp.posix_rename(partial, remote)
 
         self._retrying(action, f"copying {local.name}")
