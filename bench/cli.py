@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = devices_sub.add_parser(
         "check", parents=[common], help="reach a device: Python, runtime, CPU, disk, throttling")
     check.add_argument("name", help="device name (devices/NAME.toml)")
+    clean = devices_sub.add_parser(
+        "clean", parents=[common], help="remove the staged runner, models and jobs from a device")
+    clean.add_argument("name", help="device name (devices/NAME.toml)")
 
     commands.add_parser("runs", parents=[common], help="runs in the store")
     report = commands.add_parser("report", parents=[common], help="the table of a stored run")

@@ -116,3 +116,23 @@ def test_a_device_locked_by_another_harness_is_not_measured(workdir, model_cache
     done = run_bench(args, workdir)
     assert done.returncode == 0, done.stderr
     assert not lock.exists()  # released at the end of the run
+
+
+def test_jump_host_reaches_a_board_behind_it(workdir, boards, sshd, old_python):
+    """The harness reaches board1 only through the loopback sshd (the bastion)."""
+    board = boards[0]
+    known = workdir / "known_hosts"
+    known.write_text(board.known_hosts_line() + sshd.known_hosts_line())
+    with open(sshd.root / "authorized_keys", "a") as keys:  # the bastion knows our key
+        keys.write(board.client_key.with_suffix(".pub").read_text())
+    (workdir / "devices" / "behind.toml").write_text(board.device_toml(
+        known, old_python, work_dir=json.dumps(str(workdir / "behind-home")),
+        ssh_jump_host=json.dumps(f"{sshd.user}@127.0.0.1:{sshd.port}")))
+    done = run_bench(["devices", "check", "behind"], workdir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "tflite_runtime 2.14.0" in done.stdout
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", str(board.client_key)], check=True,
+                                 capture_output=True, text=True).stdout.split()[1]
+    bastion_log = sshd.log.read_text()
+    assert f"Accepted publickey for {sshd.user}" in bastion_log
+    assert fingerprint in bastion_log  # the harness went through the bastion

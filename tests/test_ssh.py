@@ -287,3 +287,60 @@ def test_a_quick_reboot_is_survived_by_reconnecting(workdir, sshd, known_hosts, 
     assert set(rows.values()) == {"ok"}, rows
     rounds = sqlite3.connect(store).execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
     assert rounds == 12  # every cell got all its rounds despite the drop
+
+
+def test_devices_clean_removes_only_what_bench_staged(workdir, sshd, known_hosts, old_python,
+                                                      model_cache, tiny_variants):
+    board(workdir, sshd, known_hosts, old_python)
+    done = run_bench(["run", "--devices", "board", "--models", "tiny_cnn", "--recipes", "fp32",
+                      "--backends", "xnnpack", "--quick", "--no-progress", "--cache",
+                      str(model_cache)], workdir)
+    assert done.returncode == 0, done.stderr
+    home = workdir / "board-home"
+    (home / "keep.txt").write_text("the user's own file")
+    assert (home / "models").is_dir() and list(home.glob("pyrunner-*.py"))
+    cleaned = run_bench(["devices", "clean", "board"], workdir)
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    assert "removed the staged runner, models and jobs" in cleaned.stdout
+    assert not (home / "models").exists() and not list(home.glob("pyrunner-*.py"))
+    assert (home / "keep.txt").read_text() == "the user's own file"
+
+
+SLOW_RUNNER = """#!/bin/sh
+case "$*" in *pyrunner*) echo $$ >> {pids}; sleep 1;; esac
+exec {python} "$@"
+"""
+
+
+def test_ctrl_c_kills_the_remote_runner(workdir, sshd, known_hosts, old_python, model_cache,
+                                        tiny_variants):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    pids = workdir / "remote.pids"
+    wrapper = workdir / "slow-runner"
+    wrapper.write_text(SLOW_RUNNER.format(pids=pids, python=old_python))
+    wrapper.chmod(0o755)
+    board(workdir, sshd, known_hosts, str(wrapper))
+    args = ["run", "--devices", "board", "--models", "tiny_cnn", "--recipes", "fp32,int8",
+            "--rounds", "3", "--runs", "100000", "--min-seconds", "30", "--no-progress",
+            "--cache", str(model_cache)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=workdir, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not pids.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2)  # the runner is now in its 30 s timed loop on the board
+    runner = int(pids.read_text().split()[0])
+    assert Path(f"/proc/{runner}").exists()
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{runner}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{runner}").exists(), "the remote runner survived Ctrl-C"

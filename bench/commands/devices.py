@@ -50,8 +50,11 @@ print(json.dumps(out))
 
 
 def list_devices(args: argparse.Namespace) -> int:
-    if getattr(args, "devices_command", "list") == "check":
+    command = getattr(args, "devices_command", "list")
+    if command == "check":
         return check_device(args)
+    if command == "clean":
+        return clean_device(args)
     names = available_devices(args.devices_dir)
     if not names:
         print(f"no device files in {args.devices_dir}/")
@@ -69,6 +72,30 @@ def list_devices(args: argparse.Namespace) -> int:
               f"{','.join(device.backends)}  threads {','.join(map(str, device.threads))}  "
               f"{device.description}")
     return status
+
+
+
+def clean_device(args: argparse.Namespace) -> int:
+    """Remove what bench staged in the work directory (never the directory's other files)."""
+    device = load_device(args.devices_dir / f"{args.name}.toml")
+    transport = open_transport(device)
+    try:
+        work = device.work_dir.rstrip("/")
+        script = ('cd "$1" 2>/dev/null || exit 0; du -sk models jobs pyrunner-*.py 2>/dev/null '
+                  '| awk \'{s+=$1} END {print s+0}\'; rm -rf models jobs pyrunner-*.py')
+        result = transport.run(["sh", "-c", script, "sh", work], timeout=120)
+    except TransportError as exc:
+        print(f"bench: cannot reach {device.name}: {exc}")
+        return EXIT_DEVICE
+    finally:
+        transport.close()
+    if result.returncode != 0:
+        print(f"bench: cleaning {work} on {device.name} failed: {result.tail(2)}")
+        return EXIT_DEVICE
+    freed = result.stdout.strip() or "0"
+    print(f"{device.name}: removed the staged runner, models and jobs from {work} "
+          f"({int(freed) // 1024} MB freed)")
+    return EXIT_OK
 
 
 def check_device(args: argparse.Namespace) -> int:
