@@ -8,6 +8,7 @@ import os
 import platform
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,43 @@ def test_jump_host_reaches_a_board_behind_it(workdir, boards, sshd, old_python):
     bastion_log = sshd.log.read_text()
     assert f"Accepted publickey for {sshd.user}" in bastion_log
     assert fingerprint in bastion_log  # the harness went through the bastion
+
+
+def test_a_lost_board_does_not_stop_the_other(workdir, boards, model_cache, tiny_variants,
+                                              old_python):
+    import sys
+
+    from tests.conftest import REPO
+
+    add_board(workdir, "board1", boards[0], old_python)
+    add_board(workdir, "board2", boards[1], old_python)
+    args = [*RUN, "--devices", "board1,board2", "--cache", str(model_cache),
+            "--calibration-size", "8"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=workdir, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = workdir / "results" / "bench.sqlite"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            if sqlite3.connect(store).execute(
+                    "SELECT COUNT(*) FROM rounds WHERE device = 'board1'").fetchone()[0] >= 1:
+                break
+        except sqlite3.OperationalError:
+            continue
+    boards[0].kill_all()
+    try:
+        out, err = process.communicate(timeout=180)
+    finally:
+        boards[0].start()
+    assert process.returncode == 0, err
+    rows = sqlite3.connect(store).execute(
+        "SELECT device, status, reason, summary FROM cells").fetchall()
+    board2 = [json.loads(summary) for device, status, _, summary in rows
+              if device == "board2" and status == "ok"]
+    assert len(board2) == 2 and all(s["rounds"] == 3 for s in board2)  # the other finished
+    for device, status, reason, summary in rows:
+        if device == "board1":  # cut short: failed, or kept its rounds from before the loss
+            assert ("device lost" in reason) if status == "failed" else \
+                json.loads(summary)["stop_reason"] == "device_lost"

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 DASH = "-"
 STOP_NAMES = {"target": "target", "max_rounds": "max", "budget": "budget",
-              "fixed_rounds": "fixed", "failed": "failed"}
+              "fixed_rounds": "fixed", "failed": "failed", "device_lost": "lost"}
 
 
 def _ms(us: float | None) -> str:
