@@ -77,3 +77,27 @@ def sshd(tmp_path_factory):
     server = SSHServer(tmp_path_factory.mktemp("sshd")).start()
     yield server
     server.stop()
+
+
+def start_bench(args: list[str], cwd: Path) -> subprocess.Popen:
+    """`python -m bench ARGS` in the background, for tests that interrupt or break it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_store(workdir: Path, query: str, at_least: int, timeout: float = 120) -> None:
+    """Poll the results store until `query` (a COUNT) reaches `at_least`."""
+    import sqlite3
+    import time
+
+    store = workdir / "results" / "bench.sqlite"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:  # the store may not exist or be migrated yet
+            if sqlite3.connect(store).execute(query).fetchone()[0] >= at_least:
+                return
+        except sqlite3.OperationalError:
+            continue
+    raise AssertionError(f"the store never had {at_least} for {query!r}")

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_bench
+from tests.conftest import run_bench, start_bench, wait_for_store
 
 
 def cells(workdir: Path, run_id: str | None = None) -> list[dict]:
@@ -206,17 +204,8 @@ def test_ctrl_c_keeps_finished_cells_and_resume_measures_only_the_rest(workdir, 
     device(workdir, "slow", python=str(script), backends=["xnnpack", "cpu"])
     args = ["run", "--devices", "slow", "--models", "tiny_cnn", "--recipes",
             "fp32,fp16,int8", "--quick", "--no-progress", *cache_args]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=workdir, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        try:  # the store may not exist or be migrated yet
-            if len(cells(workdir)) >= 2:
-                break
-        except sqlite3.OperationalError:
-            continue
+    process = start_bench(args, workdir)
+    wait_for_store(workdir, "SELECT COUNT(*) FROM cells", 2)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err

@@ -8,12 +8,11 @@ import os
 import platform
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI, run_bench
+from tests.conftest import IN_CI, run_bench, start_bench, wait_for_store
 from tests.sshd import SSHD, NetworkNamespace, SSHServer
 
 
@@ -141,27 +140,13 @@ def test_jump_host_reaches_a_board_behind_it(workdir, boards, sshd, old_python):
 
 def test_a_lost_board_does_not_stop_the_other(workdir, boards, model_cache, tiny_variants,
                                               old_python):
-    import sys
-
-    from tests.conftest import REPO
-
     add_board(workdir, "board1", boards[0], old_python)
     add_board(workdir, "board2", boards[1], old_python)
     args = [*RUN, "--devices", "board1,board2", "--cache", str(model_cache),
             "--calibration-size", "8"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=workdir, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_bench(args, workdir)
     store = workdir / "results" / "bench.sqlite"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        try:
-            if sqlite3.connect(store).execute(
-                    "SELECT COUNT(*) FROM rounds WHERE device = 'board1'").fetchone()[0] >= 1:
-                break
-        except sqlite3.OperationalError:
-            continue
+    wait_for_store(workdir, "SELECT COUNT(*) FROM rounds WHERE device = 'board1'", 1)
     boards[0].kill_all()
     try:
         out, err = process.communicate(timeout=180)
