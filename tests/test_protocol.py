@@ -59,12 +59,15 @@ CELLS = [cell("fp32"), cell("int8"), cell("fp32", model="other")]
 def test_stopping_waits_for_the_whole_family_and_respects_min_and_max():
     rng = np.random.default_rng(0)
     protocol = Protocol(min_rounds=3, max_rounds=8, target=0.01)
-    quiet, noisy = fake_rounds(0.5, 3, rng), fake_rounds(80.0, 3, rng)
-    rounds = {CELLS[0].key: quiet, CELLS[1].key: noisy, CELLS[2].key: fake_rounds(0.5, 3, rng)}
+    quiet, noisy = fake_rounds(0.5, 5, rng), fake_rounds(80.0, 5, rng)
+    rounds = {CELLS[0].key: quiet, CELLS[1].key: noisy, CELLS[2].key: fake_rounds(0.5, 5, rng)}
     stopped = decide(protocol, rounds)
     # m's fp32 reached the target but its int8 did not: the family goes on, paired;
     # the other model's family is done
     assert stopped == {CELLS[2].key: "target"}
+    # three tight rounds are not enough to stop on: their bootstrap is too optimistic
+    three = {CELLS[2].key: fake_rounds(0.5, 3, rng)}
+    assert decide(protocol, three) == {}
     rounds = {CELLS[0].key: quiet, CELLS[1].key: noisy}
     assert decide(protocol, rounds, over_budget=True) == {
         CELLS[0].key: "budget", CELLS[1].key: "budget"}

@@ -142,10 +142,13 @@ def ok_rounds(rounds: dict[int, dict]) -> dict[int, dict]:
             if r.get("status") == "ok" and r.get("latencies_us")}
 
 
+TARGET_MIN_ROUNDS = 5  # a bootstrap over fewer rounds is too optimistic to stop on
+
+
 def reached_target(rounds: dict[int, dict], target: float) -> bool:
     """Is the median over these rounds known within `target` (relative CI half-width)?"""
     medians = [statistics.median(r["latencies_us"]) for r in ok_rounds(rounds).values()]
-    if len(medians) < 2:
+    if len(medians) < TARGET_MIN_ROUNDS:
         return False
     width = estimate(medians).rel_half_width
     return width is not None and width <= target
@@ -175,7 +178,6 @@ def summarize_cell(cell: Cell, rounds: dict[int, dict], stop_reason: str | None 
     warnings = cell_warnings(list(ok.values()), cell.threads, rounds_cv, iterations_cv)
     if failed:
         warnings.append(f"{len(failed)} round(s) failed: {failed[0]}")
-    width = latency.rel_half_width
     summary = {
         "rounds": len(ok),
         "failed_rounds": len(failed),
@@ -198,7 +200,7 @@ def summarize_cell(cell: Cell, rounds: dict[int, dict], stop_reason: str | None 
         "warnings": warnings,
         "stop_reason": stop_reason,
         "target": target,
-        "reached_target": (width is not None and target is not None and width <= target),
+        "reached_target": (target is not None and reached_target(ok, target)),
     }
     return {**row, "status": "ok", "reason": None, "median_us": latency.value,
             "p90_us": statistics.median(s["p90"] for s in per_round.values()),
