@@ -78,8 +78,10 @@ def test_run_end_to_end(workdir, cache_args):
     assert len(export["cells"]) == 6 and all(c["rounds"] for c in export["cells"])
     rounds = export["cells"][0]["rounds"][0]
     assert rounds["latencies_us"] and rounds["delegation"]["xnnpack"] in ("yes", "no")
+    assert "reached the" not in table  # one fixed round: no target to report on
     report = run_bench(["report", run_id], workdir)
     assert report.returncode == 0 and "tiny_cnn*  int8" in report.stdout
+    assert "why is int8 (not) faster on local?" in report.stdout
     listing = run_bench(["runs"], workdir)
     assert run_id in listing.stdout and "6/6 ok" in listing.stdout
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bench.errors import EXIT_OK, UsageError
+from bench.report.notes import device_notes
 from bench.report.table import render
 from bench.store import Store
 
@@ -32,6 +33,8 @@ def report(args: argparse.Namespace) -> int:
         store.run(run_id)
         print(f"run {run_id}")
         print(render(store.cells(run_id), store.variants(run_id)))
+        for note in device_notes(store, run_id):
+            print(note)
     finally:
         store.close()
     return EXIT_OK

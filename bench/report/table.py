@@ -163,7 +163,8 @@ def render(cells: Sequence[dict], variants: Sequence[dict], width: int = 120) ->
     if noisy:
         out += ["", "! noisy measurements (figures reported, not to be trusted blindly):"]
         out += [f"  {_where(r)}: {'; '.join(r['warnings'])}" for r in noisy]
-    measured = [r for r in rows if r["status"] == "ok" and r["target"]]
+    measured = [r for r in rows if r["status"] == "ok" and r["target"]
+                and r["rounds"].split("/")[-1] in ("target", "max", "budget")]
     if measured:
         reached = sum(bool(r["reached"]) for r in measured)
         out += ["", f"{reached} of {len(measured)} cells reached the ±"
