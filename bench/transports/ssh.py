@@ -22,6 +22,10 @@ from pathlib import Path, PurePosixPath
 from bench.transports.base import CommandResult, RemoteError, TransportError
 
 RECONNECT_DELAYS_S = (1.0, 2.0, 4.0)
+
+
+class HostKeyRefused(RemoteError):
+    """The server's key is unknown or changed: a security refusal, never retried."""
 PGID_PREFIX = "BENCH-PGID "
 
 
@@ -91,14 +95,14 @@ class SSHTransport:
                 timeout=settings.connect_timeout_s, banner_timeout=settings.connect_timeout_s,
                 auth_timeout=settings.connect_timeout_s, sock=sock)
         except paramiko.BadHostKeyException:
-            raise TransportError(
+            raise HostKeyRefused(
                 f"host key of {settings.target} does NOT match {known}: the board was "
                 "reinstalled or someone is in the middle; verify it, then remove the old "
                 f"line with `ssh-keygen -R '[{settings.host}]:{settings.port}' -f {known}`"
             ) from None
         except paramiko.SSHException as exc:
             if "not found in known_hosts" in str(exc):
-                raise TransportError(
+                raise HostKeyRefused(
                     f"unknown host key for {settings.target} (not in {known}); check it and "
                     f"trust it with `ssh-keyscan -p {settings.port} {settings.host} >> {known}`, "
                     f"or set trust_on_first_use = true under [ssh] in {self.device_file}"
@@ -136,6 +140,8 @@ class SSHTransport:
 
     def _retrying(self, action, what: str):
         """Run `action`, reconnecting with backoff when the connection drops."""
+        import paramiko
+
         last: Exception | None = None
         for delay in (0.0, *RECONNECT_DELAYS_S):
             if delay:
@@ -143,18 +149,10 @@ class SSHTransport:
             try:
                 return action()
             except RemoteError:
-                raise  # the board answered: reconnecting changes nothing
-            except TransportError as exc:
+                raise  # an answer (refused key, full disk, no such file): retrying is useless
+            except (TransportError, TimeoutError, OSError, EOFError,
+                    paramiko.SSHException) as exc:
                 last = exc
-                if "host key" in str(exc):
-                    raise  # never retry a security refusal
-            except (TimeoutError, OSError, EOFError) as exc:
-                last = exc
-            except Exception as exc:  # paramiko.SSHException and friends
-                if type(exc).__module__.startswith("paramiko"):
-                    last = exc
-                else:
-                    raise
             self._drop()
         raise TransportError(f"{what} on {self.settings.target} failed after "
                              f"{len(RECONNECT_DELAYS_S)} reconnects: {last}")
@@ -197,15 +195,10 @@ class SSHTransport:
         def action():
             try:
                 self._sftp_client().get(remote, str(local))
-            except FileNotFoundError:
-                raise TransportError(f"no such file on the device: {remote}") from None
+            except FileNotFoundError:  # an answer, not a dropped link: never retried
+                raise RemoteError(f"no such file on the device: {remote}") from None
 
-        try:
-            self._retrying(action, f"fetching {remote}")
-        except TransportError as exc:
-            if "no such file" in str(exc):
-                raise TransportError(f"no such file on the device: {remote}") from None
-            raise
+        self._retrying(action, f"fetching {remote}")
 
     def exists(self, remote: str) -> bool:
         def action():
