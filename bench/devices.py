@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tempfile
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import UsageError
@@ -45,7 +46,11 @@ class Device:
     thermal_max_c: float | None = None
     thermal_timeout_s: float = 300.0
     ssh: SSHSettings | None = None
-    extra: dict = field(default_factory=dict)
+
+    @property
+    def interpreter(self) -> str:
+        """The Python command that runs the runner on the device."""
+        return sys.executable if self.python == "harness" else self.python
 
 
 # key: (types accepted, required, help)

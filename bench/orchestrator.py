@@ -324,8 +324,7 @@ class Sweep:
 
 def preflight(device: Device, transport) -> str | None:
     """Can the device run the python runner at all? A reason when it cannot."""
-    session = DeviceSession(device, transport, Protocol())
-    probe = [session.python, "-I", "-c", "import json, numpy"]
+    probe = [device.interpreter, "-I", "-c", "import json, numpy"]
     try:
         result = transport.run(probe, timeout=min(device.timeout_s, 120))
     except TransportError as exc:
@@ -333,6 +332,6 @@ def preflight(device: Device, transport) -> str | None:
     if result.timed_out:
         return f"device {device.name} unusable: its Python did not answer within 120 s"
     if result.returncode != 0:
-        return (f"device {device.name} unusable: `{session.python} -c 'import numpy'` failed "
+        return (f"device {device.name} unusable: `{device.interpreter} -c 'import numpy'` failed "
                 f"({result.tail(2)}); install numpy there or fix `python` in {device.file}")
     return None

@@ -101,11 +101,7 @@ def clean_device(args: argparse.Namespace) -> int:
 def check_device(args: argparse.Namespace) -> int:
     device = load_device(args.devices_dir / f"{args.name}.toml")
     transport = open_transport(device)
-    python = device.python
-    if python == "harness":
-        import sys
-
-        python = sys.executable
+    python = device.interpreter
     failures = 0
 
     def line(ok: bool, what: str, detail: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -58,7 +57,6 @@ class DeviceSession:
         self.transport = transport
         self.protocol = protocol
         self.work = PurePosixPath(device.work_dir)
-        self.python = sys.executable if device.python == "harness" else device.python
         runner_hash = file_sha256(RUNNER_FILE)[:12]
         self.runner_path = str(self.work / f"pyrunner-{runner_hash}.py")
         self._staged: set[str] = set()
@@ -109,7 +107,7 @@ class DeviceSession:
             job_local = Path(scratch) / "job.json"
             job_local.write_text(json.dumps(self.job(cell, round_index)))
             self.transport.push(job_local, job_remote)
-            command = [self.python, "-I", self.runner_path, job_remote, result_remote]
+            command = [self.device.interpreter, "-I", self.runner_path, job_remote, result_remote]
             outcome = self.transport.run(command, timeout=self.device.timeout_s)
             if outcome.timed_out:
                 return {"status": "failed", "host_seconds": outcome.seconds,

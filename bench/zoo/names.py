@@ -16,7 +16,7 @@ Keras file (`.keras`, `.h5`) or a SavedModel directory (converted by the recipes
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import UsageError
@@ -38,7 +38,6 @@ class ZooModel:
     alpha: float | None
     weights: str = "random"
     seed: int = 0
-    extra: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def architecture(self) -> Architecture:
