@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.devices import PYTHON_RUNNER_BACKENDS, Device
-from bench.measure.cell import Cell, DeviceSession, reached_target, summarize_cell
+from bench.measure.cell import Cell, DeviceSession, summarize_cell
 from bench.measure.cooldown import cool_down
 from bench.measure.device_lock import DeviceLock, DeviceLocked, fingerprint
 from bench.measure.protocol import Protocol
@@ -100,6 +100,11 @@ class DeviceState:
 
     rounds: dict[tuple, dict[int, dict]]
     stopped: dict[tuple, str] = field(default_factory=dict)
+    rows: dict[tuple, dict] = field(default_factory=dict)  # each cell's latest summary
+    lost: str | None = None  # why the device was lost, if it was
+
+    def on_target(self, cell: Cell) -> bool:
+        return bool(self.rows.get(cell.key, {}).get("summary", {}).get("reached_target"))
 
 
 class Sweep:
@@ -172,8 +177,7 @@ class Sweep:
             transport.close()
             outcome.unusable_devices.append(device.name)
             for cell in cells:
-                self._finish(cell, {**summarize_cell(cell, {}), "status": "failed",
-                                    "reason": problem}, outcome)
+                self._fail(cell, problem, outcome)
             return None
         return _Ready(device, transport, cells, lock, machine)
 
@@ -216,9 +220,7 @@ class Sweep:
                 if cell.variant.status == "ok":
                     runnable.append(cell)
                 else:
-                    reason = cell.variant.error or "variant was not built"
-                    self._finish(cell, {**summarize_cell(cell, {}), "status": "failed",
-                                        "reason": reason}, outcome)
+                    self._fail(cell, cell.variant.error or "variant was not built", outcome)
             if runnable:
                 self._rounds(ready.device, ready.transport, runnable, outcome, previous)
 
@@ -226,6 +228,8 @@ class Sweep:
                 previous: dict) -> None:
         session = DeviceSession(device, transport, self.protocol)
         state = DeviceState({c.key: dict(previous.get(c.key, {})) for c in cells})
+        state.rows = {c.key: summarize_cell(c, state.rounds[c.key], None, self.protocol.target)
+                      for c in cells if state.rounds[c.key]}
         # A resumed run first completes the round it was interrupted in.
         index = max((i for r in state.rounds.values() for i in r), default=0)
         budget = self.protocol.budget_for(len(cells))
@@ -249,6 +253,7 @@ class Sweep:
                     record["cooldown"] = cooldown
                 state.rounds[cell.key][index] = record
                 row = summarize_cell(cell, state.rounds[cell.key], None, self.protocol.target)
+                state.rows[cell.key] = row
                 with self._lock:
                     self.store.record_round(self.run_id, row, index, record)
                     self.on_round(cell, record)
@@ -261,21 +266,22 @@ class Sweep:
             self._decide(active, state, time.monotonic() - started > budget)
             still = [c for c in active if c.key not in state.stopped]
             for cell in active:
-                if cell.key in state.stopped:
-                    row = summarize_cell(cell, state.rounds[cell.key],
-                                         state.stopped[cell.key], self.protocol.target)
-                    self._finish(cell, row, outcome)
+                if cell.key not in state.stopped:
+                    continue
+                if not state.rounds[cell.key]:  # cut off by a lost device before its turn
+                    self._fail(cell, state.lost or "no rounds", outcome)
+                    continue
+                row = summarize_cell(cell, state.rounds[cell.key], state.stopped[cell.key],
+                                     self.protocol.target)
+                self._finish(cell, row, outcome)
             active = still
-        self._store_speedups(device, cells)
+        self._store_speedups(device, state)
 
     def _lose_device(self, active: list[Cell], state: DeviceState, error: str) -> None:
         """Every unfinished cell stops; those without a round fail with the device's error."""
+        state.lost = error
         for cell in active:
-            if cell.key in state.stopped:
-                continue
-            state.stopped[cell.key] = "device_lost"
-            if not any(r.get("status") == "ok" for r in state.rounds[cell.key].values()):
-                state.rounds[cell.key].setdefault(-1, {"status": "failed", "error": error})
+            state.stopped.setdefault(cell.key, "device_lost")
 
     def _decide(self, active: list[Cell], state: DeviceState, over_budget: bool) -> None:
         """Stop whole families: their cells' ratios are the speedups, so they stay paired."""
@@ -291,13 +297,16 @@ class Sweep:
                 reason = "max_rounds" if protocol.adaptive else "fixed_rounds"
             elif done_min and over_budget:
                 reason = "budget"
-            elif done_min and protocol.adaptive and all(
-                    reached_target(state.rounds[c.key], protocol.target) for c in members):
+            elif done_min and protocol.adaptive and all(state.on_target(c) for c in members):
                 reason = "target"
             else:
                 continue
             for cell in members:
                 state.stopped[cell.key] = reason
+
+    def _fail(self, cell: Cell, reason: str, outcome: SweepOutcome) -> None:
+        self._finish(cell, {**summarize_cell(cell, {}), "status": "failed", "reason": reason},
+                     outcome)
 
     def _finish(self, cell: Cell, row: dict, outcome: SweepOutcome) -> None:
         with self._lock:
@@ -306,13 +315,11 @@ class Sweep:
             outcome.failed += row["status"] == "failed"
             self.on_finish(cell, row)
 
-    def _store_speedups(self, device: Device, cells: list[Cell]) -> None:
+    def _store_speedups(self, device: Device, state: DeviceState) -> None:
         """Add paired speedups with CIs to the stored rows of the device's cells."""
         with self._lock:
             rows = [c for c in self.store.cells(self.run_id) if c["device"] == device.name]
-            rounds = {k: v for k, v in self.store.rounds_by_cell(self.run_id).items()
-                      if k[2] == device.name}
-            found = speedups(rows, rounds,
+            found = speedups(rows, state.rounds,
                              {device.name: cpu_reference_backend(device.backends)})
             for row in rows:
                 key = (row["model"], row["recipe"], row["device"], row["backend"],

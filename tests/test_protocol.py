@@ -48,8 +48,10 @@ def fake_rounds(spread: float, count: int, rng) -> dict[int, dict]:
 
 def decide(protocol: Protocol, rounds: dict, over_budget: bool = False) -> dict:
     sweep = Sweep(store=None, run_id="r", protocol=protocol, seed=0)
-    state = DeviceState(rounds)
-    sweep._decide([c for c in CELLS if c.key in rounds], state, over_budget)
+    cells = [c for c in CELLS if c.key in rounds]
+    state = DeviceState(rounds, rows={c.key: summarize_cell(c, rounds[c.key], None,
+                                                             protocol.target) for c in cells})
+    sweep._decide(cells, state, over_budget)
     return state.stopped
 
 

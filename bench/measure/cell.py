@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from bench.devices import Device
 from bench.measure.noise import cell_warnings
 from bench.measure.protocol import Protocol
-from bench.measure.stats import cv, estimate, summarize
+from bench.measure.stats import Estimate, cv, estimate, summarize
 from bench.transports.base import RemoteError, Transport, TransportError
 from bench.zoo.cache import Variant, file_sha256
 
@@ -143,13 +143,11 @@ def ok_rounds(rounds: dict[int, dict]) -> dict[int, dict]:
 TARGET_MIN_ROUNDS = 5  # a bootstrap over fewer rounds is too optimistic to stop on
 
 
-def reached_target(rounds: dict[int, dict], target: float) -> bool:
-    """Is the median over these rounds known within `target` (relative CI half-width)?"""
-    medians = [statistics.median(r["latencies_us"]) for r in ok_rounds(rounds).values()]
-    if len(medians) < TARGET_MIN_ROUNDS:
-        return False
-    width = estimate(medians).rel_half_width
-    return width is not None and width <= target
+def on_target(latency: Estimate, target: float | None) -> bool:
+    """Is the median known within `target` (relative CI half-width), from enough rounds?"""
+    width = latency.rel_half_width
+    return (target is not None and latency.n >= TARGET_MIN_ROUNDS and width is not None
+            and width <= target)
 
 
 def summarize_cell(cell: Cell, rounds: dict[int, dict], stop_reason: str | None = None,
@@ -198,7 +196,7 @@ def summarize_cell(cell: Cell, rounds: dict[int, dict], stop_reason: str | None 
         "warnings": warnings,
         "stop_reason": stop_reason,
         "target": target,
-        "reached_target": (target is not None and reached_target(ok, target)),
+        "reached_target": on_target(latency, target),
     }
     return {**row, "status": "ok", "reason": None, "median_us": latency.value,
             "p90_us": statistics.median(s["p90"] for s in per_round.values()),
