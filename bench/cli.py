@@ -25,15 +25,18 @@ def _csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _ints(text: str) -> list[int]:
+def _int_list(text: str, minimum: int, what: str) -> list[int]:
     try:
         values = [int(v) for v in _csv(text)]
     except ValueError:
-        message = f"expected comma-separated integers, got {text!r}"
-        raise argparse.ArgumentTypeError(message) from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError("expected positive integers")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not values or any(v < minimum for v in values):
+        raise argparse.ArgumentTypeError(f"expected {what}, each >= {minimum}")
     return values
+
+
+def _ints(text: str) -> list[int]:
+    return _int_list(text, 1, "comma-separated positive integers")
 
 
 def _percent(text: str) -> float:
@@ -47,13 +50,7 @@ def _percent(text: str) -> float:
 
 
 def _cpu_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in _csv(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected CPU numbers like 0,1, got {text!r}") from None
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError("expected CPU numbers >= 0")
-    return values
+    return _int_list(text, 0, "CPU numbers like 0,1")
 
 
 def _positive(text: str) -> int:

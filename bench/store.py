@@ -204,10 +204,8 @@ class Store:
     def export_json(self, run_id: str, path: Path) -> Path:
         """The whole run as one JSON file (schema-versioned) for other tools."""
         run = self.run(run_id)
-        rounds: dict[tuple, list] = {}
-        for item in self.rounds(run_id):
-            rounds.setdefault(tuple(item[k] for k in CELL_KEY), []).append(item["record"])
-        cells = [{**c, "rounds": rounds.get(tuple(c[k] for k in CELL_KEY), [])}
+        rounds = self.rounds_by_cell(run_id)
+        cells = [{**c, "rounds": list(rounds.get(tuple(c[k] for k in CELL_KEY), {}).values())}
                  for c in self.cells(run_id)]
         document = {"schema_version": SCHEMA_VERSION, "run": run,
                     "variants": self.variants(run_id), "cells": cells}

@@ -31,15 +31,15 @@ def list_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _builder(args: argparse.Namespace) -> VariantBuilder:
-    options = BuildOptions(args.calibration_size, args.float_io)
+def _builder(args: argparse.Namespace, options: BuildOptions) -> VariantBuilder:
     return VariantBuilder(VariantCache(args.cache), options,
                           on_event=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def build_models(args: argparse.Namespace) -> int:
     specs = [parse_model(name) for name in args.models]
-    built = _builder(args).build(specs, args.recipes)
+    built = _builder(args, BuildOptions(args.calibration_size, args.float_io)).build(
+        specs, args.recipes)
     for (model, recipe), variant in built.items():
         if variant.status == "ok":
             note = " (random weights)" if variant.random_weights else ""
@@ -58,9 +58,7 @@ def inspect_model(args: argparse.Namespace) -> int:
     if isinstance(spec, UserModel) and spec.kind == "tflite":
         path = spec.path
     else:
-        args.calibration_size = getattr(args, "calibration_size", 32)
-        args.float_io = False
-        built = _builder(args).build([spec], [args.recipe])
+        built = _builder(args, BuildOptions()).build([spec], [args.recipe])
         variant = built[spec.name, args.recipe]
         if variant.status != "ok":
             raise ModelError(f"{spec.name} {args.recipe}: {variant.error}")

@@ -77,6 +77,7 @@ def timing_rows(cells: Sequence[dict], variants: Sequence[dict]) -> list[dict]:
             "warnings": summary.get("warnings") or [],
             "cpu_backend": cpu_backend,
             "reached": summary.get("reached_target"),
+            "stop": summary.get("stop_reason"),
             "target": summary.get("target"),
         })
     return rows
@@ -118,7 +119,7 @@ def variant_rows(cells: Sequence[dict], variants: Sequence[dict]) -> list[dict]:
 
 NUMERIC = {"thr", "median ms [95% CI]", "p90 ms [95% CI]", "rounds", "speedup [95% CI]",
            "vs cpu fp32", "size MB", "compr.", "top-1 vs fp32", "SNR dB"}
-HIDDEN = {"reason", "warnings", "cpu_backend", "reached", "target"}
+HIDDEN = {"reason", "warnings", "cpu_backend", "reached", "target", "stop"}
 
 
 def format_table(rows: list[dict], drop: Sequence[str] = ()) -> list[str]:
@@ -164,7 +165,7 @@ def render(cells: Sequence[dict], variants: Sequence[dict], width: int = 120) ->
         out += ["", "! noisy measurements (figures reported, not to be trusted blindly):"]
         out += [f"  {_where(r)}: {'; '.join(r['warnings'])}" for r in noisy]
     measured = [r for r in rows if r["status"] == "ok" and r["target"]
-                and r["rounds"].split("/")[-1] in ("target", "max", "budget")]
+                and r["stop"] in ("target", "max_rounds", "budget")]
     if measured:
         reached = sum(bool(r["reached"]) for r in measured)
         out += ["", f"{reached} of {len(measured)} cells reached the ±"

@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.errors import ModelError
 from bench.zoo.cache import Variant, VariantCache, file_sha256
 from bench.zoo.names import ModelSpec, UserModel, ZooModel
-from bench.zoo.recipes import recipe_key
+from bench.zoo.recipes import DEFAULT_CALIBRATION_SIZE, recipe_key
 from bench.zoo.worker import PROGRESS_PREFIX
 
 AS_IS = "file"  # the recipe name of a user's .tflite, benchmarked as it is
@@ -35,7 +35,7 @@ class BadModel:
 
 @dataclass(frozen=True)
 class BuildOptions:
-    calibration_size: int = 32
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE
     float_io: bool = False
 
 
