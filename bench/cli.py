@@ -8,9 +8,7 @@ configuration error; 3 a device could not be used at all, or any failed cell wit
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
-from datetime import datetime
 from pathlib import Path
 
 from bench import __version__
@@ -222,10 +220,6 @@ def parse_recipe_arg(text: str) -> str:
     if text not in RECIPES:
         raise argparse.ArgumentTypeError(f"unknown recipe {text!r}; known: {', '.join(RECIPES)}")
     return text
-
-
-def new_run_id() -> str:
-    return datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
 def main(argv: list[str] | None = None) -> int:

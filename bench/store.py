@@ -8,6 +8,7 @@ so a store written by any earlier release opens in this one.
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -76,6 +77,11 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 CELL_KEY = ("model", "recipe", "device", "backend", "threads")
+
+
+def new_run_id() -> str:
+    """Local time first, so ids sort by when they started; a random tail keeps them unique."""
+    return datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
 def utc_now() -> str:

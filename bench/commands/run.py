@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import secrets
 import sys
 import time
@@ -18,9 +19,9 @@ from bench.orchestrator import Interrupted, Plan, Sweep, make_plan
 from bench.progress import Progress
 from bench.report.notes import device_notes
 from bench.report.table import render
-from bench.store import CELL_KEY, Store
+from bench.store import CELL_KEY, Store, new_run_id
 from bench.zoo.build import BadModel, BuildOptions, VariantBuilder, recipes_for
-from bench.zoo.cache import VariantCache
+from bench.zoo.cache import Variant, VariantCache
 from bench.zoo.names import parse_model
 
 SETTINGS_KEYS = ("models", "recipes", "devices", "backends", "threads", "rounds", "quick",
@@ -114,8 +115,6 @@ def _run(args: argparse.Namespace, store: Store) -> int:
     variants, references, conversion_s, converted = _build(args, settings, specs)
 
     if run_id is None:
-        from bench.cli import new_run_id
-
         run_id = new_run_id()
         store.start_run(run_id, args.label, settings, host_environment(), __version__)
     else:
@@ -196,8 +195,6 @@ def describe(protocol: Protocol) -> str:
 
 def threads_warnings(device: Device, threads: list[int] | None) -> list[str]:
     """Threads beyond the cores the runner may use measure contention, not speed."""
-    import os
-
     if device.transport != "local":
         return []
     cores = len(device.cpus) if device.cpus else (os.cpu_count() or 1)
@@ -213,8 +210,6 @@ def dry_run(args: argparse.Namespace) -> int:
     specs = resolve_models(settings["models"])
     names = [(spec.name, recipe) for spec in specs
              for recipe in recipes_for(spec, settings["recipes"])]
-    from bench.zoo.cache import Variant
-
     variants = [Variant(model, recipe, "ok") for model, recipe in names]
     plan = make_plan(variants, devices, settings["backends"], settings["threads"])
     per_round = (protocol.warmup_min_s + protocol.min_s + 0.5)  # + process start, load

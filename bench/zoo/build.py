@@ -5,6 +5,7 @@ All conversions of a run happen here, before any measurement starts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -72,13 +73,7 @@ def _directory_digest(path: Path) -> str:
     for item in sorted(path.rglob("*")):
         if item.is_file():
             entries.append(f"{item.relative_to(path)}:{file_sha256(item)}")
-    return file_sha256_of_text("\n".join(entries))
-
-
-def file_sha256_of_text(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
 def recipes_for(spec: ModelSpec | BadModel, recipes: list[str]) -> list[str]:
