@@ -2,39 +2,77 @@
 
 Exit codes: 0 the sweep completed (failed cells are results); 2 usage or
 configuration error; 3 a device could not be used at all, or any failed cell with
---strict; 130 interrupted (finished cells are kept; `bench run --resume RUN_ID`).
+--strict; 130 interrupted by Ctrl-C, SIGTERM or SIGHUP (finished rounds are kept;
+`bench run --resume RUN_ID`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import signal
 import sys
 from pathlib import Path
 
 from bench import __version__
+from bench.devices import BACKENDS
 from bench.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, BenchError
 from bench.zoo.recipes import ALL_RECIPES, DEFAULT_CALIBRATION_SIZE, RECIPES, parse_recipes
 
 DEFAULT_MODELS = ("mobilenet_v2", "mobilenet_v1")
 DEFAULT_DEVICES = ("local",)
+FORMATS = ("table", "csv", "json", "md")
 
 
-def _csv(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
+def _csv(text: str, what: str = "names") -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
+    return items
 
 
 def _int_list(text: str, minimum: int, what: str) -> list[int]:
     try:
-        values = [int(v) for v in _csv(text)]
+        values = [int(v) for v in _csv(text, what)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if not values or any(v < minimum for v in values):
+    if any(v < minimum for v in values):
         raise argparse.ArgumentTypeError(f"expected {what}, each >= {minimum}")
-    return values
+    return list(dict.fromkeys(values))
 
 
 def _ints(text: str) -> list[int]:
     return _int_list(text, 1, "comma-separated positive integers")
+
+
+def _cpu_list(text: str) -> list[int]:
+    return _int_list(text, 0, "CPU numbers like 0,1")
+
+
+def _positive_int(text: str) -> int:
+    value = _ints(text)
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError("expected one positive integer")
+    return value[0]
+
+
+def _seconds(minimum: float, inclusive: bool):
+    """A finite number of seconds (no nan, no inf) above `minimum`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") \
+                from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+            raise argparse.ArgumentTypeError(f"expected a finite number of seconds {bound}, "
+                                             f"got {text!r}")
+        return value
+
+    return parse
 
 
 def _percent(text: str) -> float:
@@ -42,171 +80,33 @@ def _percent(text: str) -> float:
         value = float(text.rstrip("%"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
-    if not 0 < value < 100:
+    if not math.isfinite(value) or not 0 < value < 100:
         raise argparse.ArgumentTypeError("expected a percentage between 0 and 100")
     return value / 100
 
 
-def _cpu_list(text: str) -> list[int]:
-    return _int_list(text, 0, "CPU numbers like 0,1")
+def _backends(text: str) -> list[str]:
+    names = list(dict.fromkeys(_csv(text, "backends")))
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown backend(s) {', '.join(unknown)}; known: "
+                                         f"{', '.join(BACKENDS)}")
+    return names
 
 
-def _positive(text: str) -> int:
-    value = _ints(text)
-    if len(value) != 1:
-        raise argparse.ArgumentTypeError("expected one positive integer")
-    return value[0]
+def _models(text: str) -> list[str]:
+    from bench.zoo.names import split_model_list
+
+    try:
+        return split_model_list(text)
+    except BenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse exits 2 too; keep its one-line style
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--store",
-        type=Path,
-        default=Path("results") / "bench.sqlite",
-        help="results store (SQLite; default results/bench.sqlite)",
-    )
-    common.add_argument(
-        "--cache",
-        type=Path,
-        default=Path("models") / "cache",
-        help="built-variant cache (default models/cache)",
-    )
-    common.add_argument(
-        "--devices-dir",
-        type=Path,
-        default=Path("devices"),
-        help="where device files live (default devices/)",
-    )
-    parser = _Parser(prog="bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--version", action="version", version=f"bench {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    run = commands.add_parser(
-        "run", parents=[common], help="build variants and measure them on devices"
-    )
-    run.add_argument(
-        "--models",
-        type=_csv,
-        default=list(DEFAULT_MODELS),
-        help="zoo names or model files, comma-separated "
-        f"(default {','.join(DEFAULT_MODELS)}); see `bench models list`",
-    )
-    run.add_argument(
-        "--recipes",
-        type=parse_recipes_arg,
-        default=list(ALL_RECIPES),
-        help=f"quantization recipes (default: all: {','.join(ALL_RECIPES)})",
-    )
-    run.add_argument(
-        "--devices",
-        type=_csv,
-        default=list(DEFAULT_DEVICES),
-        help="device names = files devices/NAME.toml (default local)",
-    )
-    run.add_argument(
-        "--backends",
-        type=_csv,
-        default=None,
-        help="backends to measure (default: each device's declared backends)",
-    )
-    run.add_argument(
-        "--threads",
-        type=_ints,
-        default=None,
-        help="thread counts (default: each device's `threads`)",
-    )
-    run.add_argument(
-        "--rounds",
-        type=_positive,
-        default=None,
-        help="a fixed number of rounds per cell (each a fresh runner process); "
-        "default: adaptive, see --min-rounds/--max-rounds/--target/--budget",
-    )
-    run.add_argument("--runs", type=_positive, default=None,
-                     help="fewest timed inferences per round (default 10)")
-    run.add_argument("--min-seconds", type=float, default=None,
-                     help="shortest timed loop per round in seconds (default 0.3)")
-    run.add_argument("--min-rounds", type=_positive, default=None,
-                     help="fewest rounds per cell (default 3)")
-    run.add_argument("--max-rounds", type=_positive, default=None,
-                     help="most rounds per cell (default 15)")
-    run.add_argument("--target", type=_percent, default=None,
-                     help="stop adding rounds once each cell's median is known within this "
-                     "relative CI half-width, in percent (default 1)")
-    run.add_argument("--budget", type=float, default=None,
-                     help="measurement seconds per device after which no round is added "
-                     "(default 2.5 s per cell, at least 60 s)")
-    run.add_argument("--cooldown", type=float, default=None,
-                     help="seconds to pause between rounds (overrides the device's cooldown_s)")
-    run.add_argument("--seed", type=int, default=None,
-                     help="seed of the per-round shuffle (default: random, recorded)")
-    run.add_argument("--cpus", type=_cpu_list, default=None,
-                     help="pin runners to these CPUs, e.g. 0 or 0,1 (overrides the device's cpus)")
-    run.add_argument("--dry-run", action="store_true",
-                     help="print the plan and an estimated time; measure nothing")
-    run.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke test: 5 timed runs, no warm-up time; figures are not for decisions",
-    )
-    run.add_argument(
-        "--calibration-size",
-        type=_positive,
-        default=DEFAULT_CALIBRATION_SIZE,
-        help="representative samples for int8/int16x8 calibration "
-        f"(default {DEFAULT_CALIBRATION_SIZE})",
-    )
-    run.add_argument(
-        "--float-io", action="store_true", help="integer recipes keep float32 inputs and outputs"
-    )
-    run.add_argument("--label", help="free text stored with the run (e.g. a commit)")
-    run.add_argument("--strict", action="store_true", help="exit 3 when any cell failed")
-    run.add_argument(
-        "--resume",
-        metavar="RUN_ID",
-        help="finish an interrupted run: measure only missing or failed cells",
-    )
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    models = commands.add_parser("models", help="the model zoo: list, build, inspect")
-    models_sub = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
-    models_sub.add_parser("list", parents=[common], help="architectures and recipes")
-    build = models_sub.add_parser(
-        "build", parents=[common], help="convert models into recipes (cached)"
-    )
-    build.add_argument("models", nargs="+")
-    build.add_argument("--recipes", type=parse_recipes_arg, default=list(ALL_RECIPES))
-    build.add_argument("--calibration-size", type=_positive, default=DEFAULT_CALIBRATION_SIZE)
-    build.add_argument("--float-io", action="store_true")
-    inspect = models_sub.add_parser(
-        "inspect", parents=[common], help="size, ops, dtypes, scales, MACs"
-    )
-    inspect.add_argument("model", help="a .tflite file, or a zoo name (built if needed)")
-    inspect.add_argument("--recipe", default="fp32", type=parse_recipe_arg)
-
-    devices = commands.add_parser("devices", help="the device inventory")
-    devices_sub = devices.add_subparsers(
-        dest="devices_command", required=True, parser_class=_Parser
-    )
-    devices_sub.add_parser("list", parents=[common], help="device files and what they declare")
-    check = devices_sub.add_parser(
-        "check", parents=[common], help="reach a device: Python, runtime, CPU, disk, throttling")
-    check.add_argument("name", help="device name (devices/NAME.toml)")
-    clean = devices_sub.add_parser(
-        "clean", parents=[common], help="remove the staged runner, models and jobs from a device")
-    clean.add_argument("name", help="device name (devices/NAME.toml)")
-
-    commands.add_parser("runs", parents=[common], help="runs in the store")
-    report = commands.add_parser("report", parents=[common], help="the table of a stored run")
-    report.add_argument("run_id", nargs="?", help="default: the latest run")
-    return parser
+def _run_id(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a run id (see `bench runs`), got ''")
+    return text.strip()
 
 
 def parse_recipes_arg(text: str) -> list[str]:
@@ -222,8 +122,139 @@ def parse_recipe_arg(text: str) -> str:
     return text
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse exits 2 too; keep its one-line style
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", type=Path, default=Path("results") / "bench.sqlite",
+                        help="results store (SQLite; default results/bench.sqlite)")
+    common.add_argument("--cache", type=Path, default=Path("models") / "cache",
+                        help="built-variant cache (default models/cache)")
+    common.add_argument("--devices-dir", type=Path, default=Path("devices"),
+                        help="where device files live (default devices/)")
+    parser = _Parser(prog="bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"bench {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    # Options that say what to measure default to None here, so that a --resume can tell
+    # what was given on its command line; `bench.commands.run` fills in the defaults.
+    run = commands.add_parser("run", parents=[common],
+                              help="build variants and measure them on devices")
+    run.add_argument("--models", type=_models, default=None,
+                     help="zoo names or model files, comma-separated; KEY=VALUE items belong "
+                     "to the model before them (default "
+                     f"{','.join(DEFAULT_MODELS)}); see `bench models list`")
+    run.add_argument("--recipes", type=parse_recipes_arg, default=None,
+                     help=f"quantization recipes (default: all: {','.join(ALL_RECIPES)})")
+    run.add_argument("--devices", type=_csv, default=None,
+                     help="device names = files devices/NAME.toml (default local)")
+    run.add_argument("--backends", type=_backends, default=None,
+                     help="backends to measure (default: each device's declared backends)")
+    run.add_argument("--threads", type=_ints, default=None,
+                     help="thread counts (default: each device's `threads`)")
+    run.add_argument("--rounds", type=_positive_int, default=None,
+                     help="a fixed number of rounds per cell (each a fresh runner process); "
+                     "default: adaptive, see --min-rounds/--max-rounds/--target/--budget")
+    run.add_argument("--runs", type=_positive_int, default=None,
+                     help="fewest timed inferences per round (default 10)")
+    run.add_argument("--min-seconds", type=_seconds(0.0, True), default=None,
+                     help="shortest timed loop per round in seconds (default 0.3)")
+    run.add_argument("--min-rounds", type=_positive_int, default=None,
+                     help="fewest rounds per cell (default 3)")
+    run.add_argument("--max-rounds", type=_positive_int, default=None,
+                     help="most rounds per cell (default 15)")
+    run.add_argument("--target", type=_percent, default=None,
+                     help="stop adding rounds once each cell's median is known within this "
+                     "relative CI half-width, in percent (default 1)")
+    run.add_argument("--budget", type=_seconds(0.0, False), default=None,
+                     help="measurement seconds per device after which no round is added "
+                     "(default 2.5 s per cell, at least 60 s)")
+    run.add_argument("--cooldown", type=_seconds(0.0, True), default=None,
+                     help="seconds to pause between rounds (overrides the device's cooldown_s)")
+    run.add_argument("--seed", type=int, default=None,
+                     help="seed of the per-round shuffle (default: random, recorded)")
+    run.add_argument("--cpus", type=_cpu_list, default=None,
+                     help="pin runners to these CPUs, e.g. 0 or 0,1 (overrides the device's cpus)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan and an estimated time; measure nothing")
+    run.add_argument("--quick", action="store_true", default=None,
+                     help="smoke test: 5 timed runs, no warm-up time; figures are not for "
+                     "decisions")
+    run.add_argument("--calibration-size", type=_positive_int, default=None,
+                     help="representative samples for int8/int16x8 calibration "
+                     f"(default {DEFAULT_CALIBRATION_SIZE})")
+    run.add_argument("--float-io", action="store_true", default=None,
+                     help="integer recipes keep float32 inputs and outputs")
+    run.add_argument("--label", default=None, help="free text stored with the run (e.g. a commit)")
+    run.add_argument("--strict", action="store_true", help="exit 3 when any cell failed")
+    run.add_argument("--resume", metavar="RUN_ID", type=_run_id,
+                     help="finish an interrupted run with its stored settings: measure what is "
+                     "missing or failed (what to measure cannot be changed)")
+    run.add_argument("--wait", metavar="SECONDS", nargs="?", const=-1.0,
+                     type=_seconds(0.0, True), default=None,
+                     help="when another harness is measuring a device's machine, wait for it "
+                     "(for ever, or at most SECONDS) instead of giving up")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    models = commands.add_parser("models", help="the model zoo: list, build, inspect")
+    models_sub = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
+    models_sub.add_parser("list", parents=[common], help="architectures and recipes")
+    build = models_sub.add_parser("build", parents=[common],
+                                  help="convert models into recipes (cached)")
+    build.add_argument("models", type=_models, nargs="+")
+    build.add_argument("--recipes", type=parse_recipes_arg, default=list(ALL_RECIPES))
+    build.add_argument("--calibration-size", type=_positive_int, default=DEFAULT_CALIBRATION_SIZE)
+    build.add_argument("--float-io", action="store_true")
+    inspect = models_sub.add_parser("inspect", parents=[common],
+                                    help="size, ops, dtypes, scales, MACs")
+    inspect.add_argument("model", help="a .tflite file, or a zoo name (built if needed)")
+    inspect.add_argument("--recipe", default="fp32", type=parse_recipe_arg)
+
+    devices = commands.add_parser("devices", help="the device inventory")
+    devices_sub = devices.add_subparsers(dest="devices_command", required=True,
+                                         parser_class=_Parser)
+    devices_sub.add_parser("list", parents=[common], help="device files and what they declare")
+    check = devices_sub.add_parser(
+        "check", parents=[common], help="reach a device: Python, runtime, CPU, disk, throttling")
+    check.add_argument("name", help="device name (devices/NAME.toml)")
+    clean = devices_sub.add_parser(
+        "clean", parents=[common], help="remove the staged runner, models and jobs from a device")
+    clean.add_argument("name", help="device name (devices/NAME.toml)")
+
+    commands.add_parser("runs", parents=[common], help="runs in the store")
+    report = commands.add_parser("report", parents=[common], help="the report of a stored run")
+    report.add_argument("run_id", nargs="?", type=_run_id, help="default: the latest run")
+    report.add_argument("--format", choices=FORMATS, default="table",
+                        help="table (default), csv (one row per cell), json, md (Markdown)")
+    report.add_argument("--output", "-o", type=Path, default=None,
+                        help="write to this file instead of stdout")
+    return parser
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM (timeout, CI, systemd) and SIGHUP behave like Ctrl-C: measurements stop,
+    their processes are killed, finished rounds are kept. A signal the caller chose to
+    ignore (nohup, a background job) stays ignored."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is None:
+            continue
+        with contextlib.suppress(ValueError, OSError):  # not the main thread: leave it
+            if signal.getsignal(number) in (signal.SIG_DFL, signal.default_int_handler):
+                signal.signal(number, _interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    install_signal_handlers()
     try:
         if args.command == "run":
             from bench.commands.run import run_command
@@ -234,9 +265,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return models.main(args)
         if args.command == "devices":
-            from bench.commands.devices import list_devices
+            from bench.commands.devices import devices_command
 
-            return list_devices(args)
+            return devices_command(args)
         if args.command == "runs":
             from bench.commands.runs import list_runs
 

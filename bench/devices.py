@@ -13,9 +13,10 @@ import sys
 import tempfile
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from bench.errors import UsageError
+from bench.runners.pyrunner import AUTO_MODULES
 from bench.transports.ssh import SSHSettings
 
 DEVICES_DIR = Path("devices")
@@ -24,7 +25,7 @@ IMPLEMENTED_TRANSPORTS = ("local", "ssh")
 RUNNERS = ("python", "benchmark_model")
 IMPLEMENTED_RUNNERS = ("python",)
 BACKENDS = ("xnnpack", "cpu", "gpu", "nnapi", "hexagon", "external")
-PYTHON_RUNNER_BACKENDS = ("xnnpack", "cpu")
+TFLITE_MODULES = ("auto", *AUTO_MODULES)
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,7 @@ _SCHEMA: dict[str, tuple[tuple[type, ...], bool, str]] = {
     "runner": ((str,), True, "one of " + ", ".join(RUNNERS)),
     "description": ((str,), False, "free text"),
     "python": ((str,), False, "the device's Python ('harness': the one running bench)"),
-    "tflite_module": ((str,), False, "auto, ai_edge_litert.interpreter, "
-                      "tflite_runtime.interpreter or tensorflow.lite"),
+    "tflite_module": ((str,), False, ", ".join(TFLITE_MODULES)),
     "threads": ((list,), False, "list of thread counts, e.g. [1, 2]"),
     "backends": ((list,), False, "list of backends: " + ", ".join(BACKENDS)),
     "cpus": ((list,), False, "list of CPU numbers to pin the runner to, e.g. [0]"),
@@ -87,8 +87,6 @@ _SSH_SCHEMA: dict[str, tuple[tuple[type, ...], bool, str]] = {
     "connect_timeout_s": ((int, float), False, "seconds to wait for the connection"),
 }
 _SAFE_PATTERN = re.compile(r"^[A-Za-z0-9_./*?-]+$")
-TFLITE_MODULES = ("auto", "ai_edge_litert.interpreter", "tflite_runtime.interpreter",
-                  "tensorflow.lite")
 
 
 def _fail(path: Path, key: str | None, message: str) -> UsageError:
@@ -152,16 +150,39 @@ def load_device(path: Path) -> Device:
         default_work = "bench-work"  # relative: in the login's home directory
     elif "ssh" in data:
         raise _fail(path, "ssh", f"an [ssh] table on a '{transport}' device")
+    work_dir = data.get("work_dir", default_work)
+    problem = unsafe_work_dir(work_dir)
+    if problem:
+        raise _fail(path, "work_dir", problem)
     return Device(
         name=name, file=path, transport=transport, runner=runner,
         python=data.get("python", "python3" if transport == "ssh" else "harness"),
         tflite_module=module, threads=threads,
-        backends=backends, cpus=cpus, work_dir=data.get("work_dir", default_work),
+        backends=backends, cpus=cpus, work_dir=work_dir,
         timeout_s=timeout, description=data.get("description", ""),
         cooldown_s=float(data.get("cooldown_s", 0.0)), thermal_zone=zone,
         thermal_max_c=data.get("thermal_max_c"),
         thermal_timeout_s=float(data.get("thermal_timeout_s", 300.0)), ssh=ssh,
     )
+
+
+def unsafe_work_dir(work_dir: str) -> str | None:
+    """Why a work directory is unsafe for the harness to stage into and clean, or None.
+
+    The harness creates and cleans files there; a root, a home or a relative `.` would
+    put them (and `bench devices clean`) among the user's own files."""
+    text = work_dir.strip()
+    parts = PurePosixPath(text).parts
+    if not text:
+        return "is empty; name a directory of its own, e.g. bench-work"
+    if text in ("/", ".", "./", "~", "~/", "$HOME") or ".." in parts or text.startswith("~"):
+        return (f"{work_dir!r} is not a directory of the harness's own (no '/', '.', '~' or "
+                "'..'); use e.g. 'bench-work' or '/tmp/bench-work'")
+    if any(c in text for c in "\n\0"):
+        return "contains a newline or NUL"
+    if text.rstrip("/") in ("/tmp", "/data/local/tmp", "/home", "/root", "/usr", "/etc", "/var"):
+        return f"{work_dir!r} is a shared system directory; use a subdirectory of it"
+    return None
 
 
 def _check_table(path: Path, data: dict, schema: dict, prefix: str) -> None:

@@ -1,188 +1,264 @@
 """The sweep: interleaved rounds of every cell on every device, stored as they finish.
 
-Within a round, the cells of a device run back to back in an order shuffled per round
-(seeded, recorded), so drift and thermal state hit every variant alike. Rounds are added
-until every cell of a model family (same model, device, threads: the cells whose ratios
-are speedups) knows its median within the target, between the minimum and maximum
-number of rounds and within the time budget. Each round is stored the moment it ends,
-so Ctrl-C or a crash keeps everything measured, and `--resume` continues from there.
+Devices are reached in parallel (a board that never answers costs its own timeout, not
+everyone's), grouped by the machine behind them, and each machine is locked for this
+harness. Machines are then measured in parallel, one thread each, so two device names
+for one machine are never measured at once.
+
+On a device, a round runs every still-active cell once, back to back, in an order
+shuffled per round (seeded, recorded), so drift and thermal state hit every variant
+alike. The device round is recorded before it starts (which cells it plans) and marked
+finished when all of them have a result: a round cut short (Ctrl-C, a lost link) stays
+unfinished, and `bench.analysis` leaves its rounds out of figures and pairing. Rounds
+are added until every family (same model, device, threads) stops under the protocol's
+rule (`bench.measure.stopping`); each round and each decision is stored as it happens.
+
+Transports and runners come from factories (Device -> Transport, Device -> Runner), so
+tests can hand the sweep fakes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from bench.devices import PYTHON_RUNNER_BACKENDS, Device
-from bench.measure.cell import Cell, DeviceSession, summarize_cell
+from bench.devices import Device
+from bench.keys import CellKey, FamilyKey
 from bench.measure.cooldown import cool_down
-from bench.measure.device_lock import DeviceLock, DeviceLocked, fingerprint
+from bench.measure.machine_lock import LockHolder, MachineBusy, MachineLock
 from bench.measure.protocol import Protocol
-from bench.measure.speedups import cpu_reference_backend, speedups
-from bench.store import Store
-from bench.transports import open_transport
-from bench.transports.base import TransportError
-from bench.zoo.cache import Variant
-
-
-@dataclass
-class Plan:
-    """variants × devices × backends × threads, with what cannot run set aside."""
-
-    cells: list[Cell] = field(default_factory=list)
-    skipped: list[tuple[Cell, str]] = field(default_factory=list)
-
-
-def make_plan(variants: list[Variant], devices: list[Device], backends: list[str] | None,
-              threads: list[int] | None) -> Plan:
-    plan = Plan()
-    for device in devices:
-        wanted_backends = backends or list(device.backends)
-        for variant in variants:
-            for backend in wanted_backends:
-                for count in threads or list(device.threads):
-                    cell = Cell(variant, device.name, backend, count)
-                    reason = skip_reason(device, backend)
-                    if reason:
-                        plan.skipped.append((cell, reason))
-                    else:
-                        plan.cells.append(cell)
-    return plan
-
-
-def skip_reason(device: Device, backend: str) -> str | None:
-    if backend not in device.backends:
-        return f"device {device.name} does not declare backend {backend} ({device.file})"
-    if device.runner == "python" and backend not in PYTHON_RUNNER_BACKENDS:
-        return f"the python runner has no {backend} backend"
-    return None
+from bench.measure.session import DeviceSession
+from bench.measure.stopping import PROTOCOL_VERSION, decide
+from bench.plan import Cell, Plan
+from bench.results import RoundContext, RoundResult
+from bench.runners.base import Runner, RunnerProbe, RunnerUnavailable
+from bench.store.base import FAILED, OK, PENDING, SKIPPED, Store
+from bench.transports.base import Transport, TransportError
 
 
 def round_order(cells: list[Cell], seed: int, device: str, index: int) -> list[Cell]:
     """The cells of one round in a shuffled order that the seed reproduces."""
-    order = sorted(cells, key=lambda c: c.key)
+    order = sorted(cells, key=lambda c: tuple(str(part) for part in c.key))
     random.Random(f"{seed}/{device}/{index}").shuffle(order)
     return order
 
 
-def family(cell: Cell) -> tuple:
-    return (cell.model, cell.device, cell.threads)
-
-
 class Interrupted(Exception):
-    """Ctrl-C during the sweep; finished rounds are stored."""
+    """Ctrl-C (or SIGTERM/SIGHUP) during the sweep; finished rounds are stored."""
 
 
 @dataclass
 class SweepOutcome:
     finished: int = 0
     failed: int = 0
-    unusable_devices: list[str] = field(default_factory=list)
+    unusable: dict[str, str] = field(default_factory=dict)  # device -> why
+
+
+@dataclass
+class ResumeState:
+    """What a resumed run already has: usable round medians per cell, next round index."""
+
+    medians: dict[CellKey, dict[int, float]] = field(default_factory=dict)
+    next_round: dict[str, int] = field(default_factory=dict)  # device -> index
+
+
+@dataclass
+class _Reached:
+    device: Device
+    transport: Transport
+    identity: str
 
 
 @dataclass
 class _Ready:
-    """A device that answered, identified its machine and is locked for this run."""
-
     device: Device
-    transport: object
+    transport: Transport
+    session: DeviceSession
     cells: list[Cell]
-    lock: DeviceLock
-    fingerprint: str
 
 
 @dataclass
-class DeviceState:
-    """What is known so far about the cells of one device."""
-
-    rounds: dict[tuple, dict[int, dict]]
-    stopped: dict[tuple, str] = field(default_factory=dict)
-    rows: dict[tuple, dict] = field(default_factory=dict)  # each cell's latest summary
-    lost: str | None = None  # why the device was lost, if it was
-
-    def on_target(self, cell: Cell) -> bool:
-        return bool(self.rows.get(cell.key, {}).get("summary", {}).get("reached_target"))
+class _DeviceState:
+    medians: dict[CellKey, dict[int, float]]
+    errors: dict[CellKey, str] = field(default_factory=dict)
+    stopped: dict[CellKey, str] = field(default_factory=dict)
+    lost: str | None = None
 
 
 class Sweep:
-    def __init__(self, store: Store, run_id: str, protocol: Protocol, seed: int,
+    def __init__(self, store: Store, run_id: str, session: int, protocol: Protocol, seed: int,
+                 transport_factory: Callable[[Device], Transport],
+                 runner_factory: Callable[[Device], Runner],
+                 wait_s: float | None = 0.0,
                  on_start: Callable[[Cell, int], None] = lambda cell, index: None,
-                 on_round: Callable[[Cell, dict], None] = lambda cell, record: None,
-                 on_finish: Callable[[Cell, dict], None] = lambda cell, row: None,
+                 on_round: Callable[[Cell, RoundResult], None] = lambda cell, result: None,
+                 on_finish: Callable[[Cell, str, str | None, int], None] =
+                 lambda cell, status, text, rounds: None,
+                 on_wait: Callable[[str, LockHolder | None], None] = lambda names, who: None,
                  sleep: Callable[[float], None] = time.sleep):
         self.store = store
         self.run_id = run_id
+        self.session = session
         self.protocol = protocol
         self.seed = seed
+        self.transport_factory = transport_factory
+        self.runner_factory = runner_factory
+        self.wait_s = wait_s
         self.on_start = on_start
         self.on_round = on_round
         self.on_finish = on_finish
+        self.on_wait = on_wait
         self.sleep = sleep
         self._lock = threading.RLock()  # the store and the callbacks, across device threads
         self._stop = threading.Event()
+        self._open: list[Transport] = []
 
-    def skip(self, plan: Plan) -> None:
-        for cell, reason in plan.skipped:
-            row = {**summarize_cell(cell, {}), "status": "skipped", "reason": reason}
-            self.store.save_cell(self.run_id, row)
-            self.on_finish(cell, row)
+    # planning
+    def record_plan(self, plan: Plan) -> None:
+        """Every planned cell is in the store (pending) before anything is measured."""
+        with self._lock:
+            for cell in plan.cells:
+                self.store.save_cell(self.run_id, cell.key, status=PENDING,
+                                     position=plan.order.get(cell.key))
+            for cell, reason in plan.skipped:
+                self.store.save_cell(self.run_id, cell.key, status=SKIPPED, reason=reason,
+                                     position=plan.order.get(cell.key))
+                self.on_finish(cell, SKIPPED, reason, 0)
 
+    # the sweep
     def run(self, plan: Plan, devices: list[Device],
-            previous: dict[tuple, dict[int, dict]] | None = None) -> SweepOutcome:
-        """Measure every planned cell; `previous` holds rounds of a resumed run.
-
-        Devices run in parallel, one thread per machine: device names whose fingerprint
-        is the same machine share a thread, so they are never measured at once."""
+            previous: ResumeState | None = None) -> SweepOutcome:
+        """Measure every planned cell; `previous` holds what a resumed run already has."""
         outcome = SweepOutcome()
-        machines: dict[str, list[_Ready]] = {}
+        previous = previous or ResumeState()
+        wanted = [d for d in devices if any(c.device == d.name for c in plan.cells)]
+        locks: list[MachineLock] = []
         try:
-            for device in devices:
-                cells = [c for c in plan.cells if c.device == device.name]
-                if cells:
-                    ready = self._prepare(device, cells, outcome)
-                    if ready is not None:
-                        machines.setdefault(ready.fingerprint, []).append(ready)
-            groups = list(machines.values())
-            if len(groups) == 1:
-                self._run_machine(groups[0], outcome, previous or {})
-            elif groups:
-                self._run_parallel(groups, outcome, previous or {})
+            machines = self._reach(wanted, plan, outcome, previous)
+            ready_groups = self._lock_and_probe(machines, plan, outcome, previous, locks)
+            if len(ready_groups) == 1:
+                self._run_machine(ready_groups[0], outcome, previous)
+            elif ready_groups:
+                self._run_parallel(ready_groups, outcome, previous)
         except KeyboardInterrupt:
+            self._stop.set()
             raise Interrupted() from None
         finally:
-            for group in machines.values():
-                for ready in group:
-                    ready.lock.release()
-                    ready.transport.close()
+            for lock in locks:
+                lock.release()
+            for transport in self._open:  # kills anything still running there
+                transport.close()
         if self._stop.is_set():
             raise Interrupted()
         return outcome
 
-    def _prepare(self, device: Device, cells: list[Cell], outcome: SweepOutcome):
-        """Reach the device, identify its machine, take its lock; None when unusable."""
-        transport = open_transport(device)
-        lock = DeviceLock(device, transport)
-        problem = preflight(device, transport)
-        machine = None
-        if problem is None:
+    def _reach(self, devices: list[Device], plan: Plan, outcome: SweepOutcome,
+               previous: ResumeState) -> dict[str, list[_Reached]]:
+        """Open every device's transport and identify its machine, all in parallel."""
+
+        def reach(device: Device) -> _Reached | str:
+            transport = self.transport_factory(device)
+            with self._lock:
+                self._open.append(transport)
             try:
-                machine = fingerprint(transport)
-                lock.acquire()
-            except (TransportError, DeviceLocked) as exc:
-                problem = f"device {device.name} unusable: {exc}"
-        if problem is not None:
-            transport.close()
-            outcome.unusable_devices.append(device.name)
-            for cell in cells:
-                self._fail(cell, problem, outcome)
-            return None
-        return _Ready(device, transport, cells, lock, machine)
+                return _Reached(device, transport, transport.identity())
+            except TransportError as exc:
+                return f"cannot reach it: {exc}"
+
+        machines: dict[str, list[_Reached]] = {}
+        for device, found in zip(devices, self._parallel(reach, devices), strict=True):
+            if isinstance(found, str):
+                self._unusable(device, found, plan, outcome, previous)
+            else:
+                machines.setdefault(found.identity, []).append(found)
+        return machines
+
+    def _lock_and_probe(self, machines: dict[str, list[_Reached]], plan: Plan,
+                        outcome: SweepOutcome, previous: ResumeState,
+                        locks: list[MachineLock]) -> list[list[_Ready]]:
+        """Per machine: take its lock (waiting if asked), then stage and probe its devices."""
+
+        def prepare(group: list[_Reached]) -> list[_Ready | tuple[Device, str]]:
+            names = [r.device.name for r in group]
+            lock = MachineLock(group[0].transport, self.run_id, names)
+            try:
+                lock.acquire(self.wait_s, on_wait=lambda who: self._waiting(names, who),
+                             sleep=self._sleep_unless_stopped)
+            except MachineBusy as exc:
+                return [(r.device, str(exc)) for r in group]
+            except TransportError as exc:
+                return [(r.device, f"cannot take the machine lock: {exc}") for r in group]
+            with self._lock:
+                locks.append(lock)
+            return [self._probe(reached, group[0].identity, plan) for reached in group]
+
+        groups = []
+        for prepared in self._parallel(prepare, list(machines.values())):
+            ready = []
+            for item in prepared:
+                if isinstance(item, _Ready):
+                    ready.append(item)
+                else:
+                    self._unusable(item[0], item[1], plan, outcome, previous)
+            if ready:
+                groups.append(ready)
+        return groups
+
+    def _probe(self, reached: _Reached, identity: str, plan: Plan) -> _Ready | tuple:
+        device = reached.device
+        runner = self.runner_factory(device)
+        session = DeviceSession(device, reached.transport, runner, self.protocol)
+        try:
+            session.prepare()
+            probe = runner.probe(reached.transport)
+        except (TransportError, RunnerUnavailable) as exc:
+            return device, str(exc)
+        with self._lock:
+            self.store.save_device(self.run_id, self.session,
+                                   device_facts(device, identity, probe))
+        return _Ready(device, reached.transport, session,
+                      [c for c in plan.cells if c.device == device.name])
+
+    def _waiting(self, names: list[str], holder: LockHolder | None) -> None:
+        with self._lock:
+            self.on_wait(", ".join(names), holder)
+
+    def _sleep_unless_stopped(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise KeyboardInterrupt
+
+    def _parallel(self, work: Callable, items: list) -> list:
+        if len(items) <= 1:
+            return [work(item) for item in items]
+        with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="bench-reach") as pool:
+            futures = [pool.submit(work, item) for item in items]
+            try:
+                return [future.result() for future in futures]
+            except KeyboardInterrupt:
+                self._stop.set()
+                raise
+
+    def _unusable(self, device: Device, why: str, plan: Plan, outcome: SweepOutcome,
+                  previous: ResumeState) -> None:
+        """A device that cannot be used now: its cells keep any rounds already measured."""
+        reason = f"device {device.name} unusable: {why}"
+        outcome.unusable[device.name] = why
+        for cell in plan.cells:
+            if cell.device != device.name:
+                continue
+            if previous.medians.get(cell.key):
+                with self._lock:  # measured rounds stay; a later --resume continues them
+                    self.store.save_cell(self.run_id, cell.key, status=PENDING, reason=reason)
+            else:
+                self._finish(cell, FAILED, reason, None, outcome, 0)
 
     def _run_parallel(self, groups: list[list[_Ready]], outcome: SweepOutcome,
-                      previous: dict) -> None:
+                      previous: ResumeState) -> None:
         errors: list[BaseException] = []
 
         def work(group: list[_Ready]) -> None:
@@ -213,132 +289,121 @@ class Sweep:
             raise errors[0]
 
     def _run_machine(self, group: list[_Ready], outcome: SweepOutcome,
-                     previous: dict) -> None:
+                     previous: ResumeState) -> None:
         for ready in group:
             runnable = []
             for cell in ready.cells:
                 if cell.variant.status == "ok":
                     runnable.append(cell)
                 else:
-                    self._fail(cell, cell.variant.error or "variant was not built", outcome)
+                    self._finish(cell, FAILED, cell.variant.error or "variant was not built",
+                                 None, outcome, 0)
             if runnable:
-                self._rounds(ready.device, ready.transport, runnable, outcome, previous)
+                self._rounds(ready, runnable, outcome, previous)
 
-    def _rounds(self, device: Device, transport, cells: list[Cell], outcome: SweepOutcome,
-                previous: dict) -> None:
-        session = DeviceSession(device, transport, self.protocol)
-        state = DeviceState({c.key: dict(previous.get(c.key, {})) for c in cells})
-        state.rows = {c.key: summarize_cell(c, state.rounds[c.key], None, self.protocol.target)
-                      for c in cells if state.rounds[c.key]}
-        # A resumed run first completes the round it was interrupted in.
-        index = max((i for r in state.rounds.values() for i in r), default=0)
+    def _rounds(self, ready: _Ready, cells: list[Cell], outcome: SweepOutcome,
+                previous: ResumeState) -> None:
+        device = ready.device
+        state = _DeviceState({c.key: dict(previous.medians.get(c.key, {})) for c in cells})
+        index = previous.next_round.get(device.name, 0)
         budget = self.protocol.budget_for(len(cells))
         started = time.monotonic()
         active = list(cells)
         while active:
-            todo = [c for c in active if index not in state.rounds[c.key]]
             cooldown = None
-            if todo and index > 0 and (device.cooldown_s or device.thermal_max_c is not None):
-                cooldown = cool_down(transport, device, device.cooldown_s, sleep=self.sleep)
-            for position, cell in enumerate(round_order(todo, self.seed, device.name, index)):
-                if self._stop.is_set():
-                    raise Interrupted()
-                with self._lock:
-                    self.on_start(cell, index)
-                record = session.run_round(cell, index)
-                if self._stop.is_set():
-                    raise Interrupted()  # killed by Ctrl-C: not a result
-                record["order"] = {"seed": self.seed, "position": position}
-                if cooldown is not None:
-                    record["cooldown"] = cooldown
-                state.rounds[cell.key][index] = record
-                row = summarize_cell(cell, state.rounds[cell.key], None, self.protocol.target)
-                state.rows[cell.key] = row
-                with self._lock:
-                    self.store.record_round(self.run_id, row, index, record)
-                    self.on_round(cell, record)
-                if record.get("status") != "ok":
+            if index > 0 and (device.cooldown_s or device.thermal_max_c is not None):
+                cooldown = cool_down(ready.transport, device, device.cooldown_s,
+                                     sleep=self._sleep_unless_stopped)
+            order = round_order(active, self.seed, device.name, index)
+            with self._lock:
+                self.store.start_device_round(self.run_id, device.name, index,
+                                              session=self.session, seed=self.seed,
+                                              planned=len(order), cooldown=cooldown)
+            measured: dict[CellKey, float] = {}
+            for position, cell in enumerate(order):
+                result = self._one_round(ready, cell, index, position)
+                if result.ok:
+                    measured[cell.key] = result.aggregate.median_us
+                else:
+                    state.errors.setdefault(cell.key, result.error or "round failed")
                     state.stopped[cell.key] = "failed"
-                if record.get("device_lost"):
-                    self._lose_device(active, state, record["error"])
+                if result.device_lost:
+                    state.lost = result.error
+                    for other in active:
+                        state.stopped.setdefault(other.key, "device_lost")
                     break
+            else:
+                with self._lock:
+                    self.store.finish_device_round(self.run_id, device.name, index)
+                for key, median in measured.items():  # usable only once the round is whole
+                    state.medians[key][index] = median
             index += 1
             self._decide(active, state, time.monotonic() - started > budget)
-            still = [c for c in active if c.key not in state.stopped]
+            still = []
             for cell in active:
-                if cell.key not in state.stopped:
-                    continue
-                if not state.rounds[cell.key]:  # cut off by a lost device before its turn
-                    self._fail(cell, state.lost or "no rounds", outcome)
-                    continue
-                row = summarize_cell(cell, state.rounds[cell.key], state.stopped[cell.key],
-                                     self.protocol.target)
-                self._finish(cell, row, outcome)
+                if cell.key in state.stopped:
+                    self._stop_cell(cell, state, outcome)
+                else:
+                    still.append(cell)
             active = still
-        self._store_speedups(device, state)
 
-    def _lose_device(self, active: list[Cell], state: DeviceState, error: str) -> None:
-        """Every unfinished cell stops; those without a round fail with the device's error."""
-        state.lost = error
-        for cell in active:
-            state.stopped.setdefault(cell.key, "device_lost")
+    def _one_round(self, ready: _Ready, cell: Cell, index: int, position: int) -> RoundResult:
+        if self._stop.is_set():
+            raise Interrupted()
+        with self._lock:
+            self.on_start(cell, index)
+        began = time.perf_counter()
+        result = ready.session.run_round(cell, index)
+        if self._stop.is_set():
+            raise Interrupted()  # killed by Ctrl-C: not a result
+        context = RoundContext(round=index, session=self.session, position=position,
+                               host_seconds=time.perf_counter() - began)
+        with self._lock:
+            self.store.record_round(self.run_id, cell.key, result, context)
+            self.on_round(cell, result)
+        return result
 
-    def _decide(self, active: list[Cell], state: DeviceState, over_budget: bool) -> None:
-        """Stop whole families: their cells' ratios are the speedups, so they stay paired."""
-        protocol = self.protocol
-        families: dict[tuple, list[Cell]] = {}
+    def _decide(self, active: list[Cell], state: _DeviceState, over_budget: bool) -> None:
+        families: dict[FamilyKey, list[CellKey]] = {}
         for cell in active:
             if cell.key not in state.stopped:
-                families.setdefault(family(cell), []).append(cell)
-        for members in families.values():
-            counts = [len(state.rounds[c.key]) for c in members]
-            done_min = min(counts) >= protocol.min_rounds
-            if max(counts) >= protocol.max_rounds:
-                reason = "max_rounds" if protocol.adaptive else "fixed_rounds"
-            elif done_min and over_budget:
-                reason = "budget"
-            elif done_min and protocol.adaptive and all(state.on_target(c) for c in members):
-                reason = "target"
-            else:
-                continue
-            for cell in members:
-                state.stopped[cell.key] = reason
+                families.setdefault(cell.key.family, []).append(cell.key)
+        medians = {key: list(state.medians[key].values())
+                   for members in families.values() for key in members}
+        state.stopped.update(decide(families, medians, self.protocol, over_budget))
 
-    def _fail(self, cell: Cell, reason: str, outcome: SweepOutcome) -> None:
-        self._finish(cell, {**summarize_cell(cell, {}), "status": "failed", "reason": reason},
-                     outcome)
+    def _stop_cell(self, cell: Cell, state: _DeviceState, outcome: SweepOutcome) -> None:
+        reason_stop = state.stopped[cell.key]
+        rounds = len(state.medians[cell.key])
+        if rounds:
+            self._finish(cell, OK, None, reason_stop, outcome, rounds)
+        else:
+            error = state.errors.get(cell.key) or state.lost or "no rounds"
+            self._finish(cell, FAILED, error, reason_stop, outcome, 0)
 
-    def _finish(self, cell: Cell, row: dict, outcome: SweepOutcome) -> None:
+    def _finish(self, cell: Cell, status: str, reason: str | None, stop_reason: str | None,
+                outcome: SweepOutcome, rounds: int) -> None:
         with self._lock:
-            self.store.save_cell(self.run_id, row)
+            self.store.save_cell(self.run_id, cell.key, status=status, reason=reason,
+                                 stop_reason=stop_reason, protocol_version=PROTOCOL_VERSION,
+                                 target=self.protocol.target if self.protocol.adaptive
+                                 else None)
             outcome.finished += 1
-            outcome.failed += row["status"] == "failed"
-            self.on_finish(cell, row)
-
-    def _store_speedups(self, device: Device, state: DeviceState) -> None:
-        """Add paired speedups with CIs to the stored rows of the device's cells."""
-        with self._lock:
-            rows = [c for c in self.store.cells(self.run_id) if c["device"] == device.name]
-            found = speedups(rows, state.rounds,
-                             {device.name: cpu_reference_backend(device.backends)})
-            for row in rows:
-                key = (row["model"], row["recipe"], row["device"], row["backend"],
-                       row["threads"])
-                if key in found:
-                    row["summary"]["speedup"] = found[key]
-                    self.store.save_cell(self.run_id, row)
+            outcome.failed += status == FAILED
+            self.on_finish(cell, status, reason if status != OK else stop_reason, rounds)
 
 
-def preflight(device: Device, transport) -> str | None:
-    """Can the device run the python runner at all? A reason when it cannot."""
-    probe = [device.interpreter, "-I", "-c", "import json, numpy"]
-    try:
-        result = transport.run(probe, timeout=min(device.timeout_s, 120))
-    except TransportError as exc:
-        return f"device {device.name} unusable: {exc}; check `python` in {device.file}"
-    if result.timed_out:
-        return f"device {device.name} unusable: its Python did not answer within 120 s"
-    if result.returncode != 0:
-        return (f"device {device.name} unusable: `{device.interpreter} -c 'import numpy'` failed "
-                f"({result.tail(2)}); install numpy there or fix `python` in {device.file}")
-    return None
+def device_facts(device: Device, identity: str, probe: RunnerProbe) -> dict:
+    """A device as resolved for this session: its settings, machine, runtime and runner."""
+    config = dataclasses.asdict(device)
+    config["file"] = str(device.file)
+    return {
+        "device": device.name, "transport": device.transport, "runner": device.runner,
+        "machine_id": identity, "config": config,
+        "runner_name": probe.runner_name, "runner_version": probe.runner_version,
+        "runtime_name": probe.runtime_name, "runtime_version": probe.runtime_version,
+        "runtime_module": probe.runtime_module, "python_version": probe.python_version,
+        "numpy_version": probe.numpy_version, "cpu_model": probe.cpu_model,
+        "cpu_flags": list(probe.cpu_flags), "cpu_count": probe.cpu_count,
+        "machine": probe.machine, "platform": probe.platform,
+    }

@@ -54,6 +54,14 @@ class Progress:
         self.stream.flush()
         self._draw()
 
+    def note(self, text: str) -> None:
+        """A line that must be seen (e.g. waiting for another harness), bar or not."""
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        self._draw()
+
     def close(self) -> None:
         if self.enabled and self.tty:
             self.stream.write("\r\033[K")

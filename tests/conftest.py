@@ -1,4 +1,10 @@
-"""Shared fixtures: tiny real models built once per session, the old-runtime venv."""
+"""Shared fixtures: tiny real models built once per session, the old-runtime venv.
+
+The suite never touches a user's state: the machine lock lives under the session's own
+directory (BENCH_LOCK_DIR), default device work directories under its own TMPDIR, and
+every test that runs bench does so in a fresh project-like directory (results/ there).
+So `make test` can run while a user's `bench run` measures this machine.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +24,25 @@ from bench.zoo.recipes import ALL_RECIPES
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_machine_state(tmp_path_factory):
+    """The suite's own machine lock directory and temporary directory (inherited by every
+    bench it starts), so it never meets a user's lock or device work directories."""
+    root = tmp_path_factory.mktemp("machine")
+    saved = {name: os.environ.get(name) for name in ("BENCH_LOCK_DIR", "TMPDIR")}
+    os.environ["BENCH_LOCK_DIR"] = str(root / "locks")
+    os.environ["TMPDIR"] = str(root / "tmp")
+    (root / "tmp").mkdir()
+    tempfile.tempdir = None  # recomputed from TMPDIR
+    yield root
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    tempfile.tempdir = None
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +77,11 @@ def old_python() -> str:
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch) -> Path:
-    """A project-like directory: devices/local.toml copied, results/ empty, cwd there."""
+    """A project-like directory: the shipped device files with a work directory of the
+    test's own, results/ empty, cwd there."""
     shutil.copytree(REPO / "devices", tmp_path / "devices")
+    local = tmp_path / "devices" / "local.toml"
+    local.write_text(local.read_text() + f'work_dir = "{tmp_path / "local-work"}"\n')
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

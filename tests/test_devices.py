@@ -47,6 +47,12 @@ def test_defaults(tmp_path):
     ('transport = "local"\nrunner = "python"\ntimeout_s = "soon"\n', "key 'timeout_s'"),
     ('transport = "local"\nrunner = "python"\ntflite_module = "x"\n', "key 'tflite_module'"),
     ('transport = "local\n', "not valid TOML"),
+    ('transport = "local"\nrunner = "python"\nwork_dir = "."\n', "key 'work_dir'"),
+    ('transport = "local"\nrunner = "python"\nwork_dir = "/"\n', "key 'work_dir'"),
+    ('transport = "local"\nrunner = "python"\nwork_dir = "~"\n', "key 'work_dir'"),
+    ('transport = "local"\nrunner = "python"\nwork_dir = "/tmp"\n', "shared system directory"),
+    ('transport = "local"\nrunner = "python"\nwork_dir = "a/../.."\n', "key 'work_dir'"),
+    ('transport = "local"\nrunner = "python"\nwork_dir = ""\n', "is empty"),
 ])
 def test_invalid_files_name_the_file_and_key(tmp_path, text, fragment):
     path = write(tmp_path, text)

@@ -12,14 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.analysis import analyse
 from bench.devices import load_device
-from bench.measure.cell import Cell, DeviceSession, summarize_cell
 from bench.measure.cooldown import cool_down
 from bench.measure.noise import round_warnings
 from bench.measure.protocol import Protocol
-from bench.orchestrator import DeviceState, Sweep, round_order
+from bench.measure.session import DeviceSession
+from bench.measure.stopping import decide as decide_rule
+from bench.orchestrator import round_order
+from bench.plan import Cell
 from bench.report.notes import int8_path
 from bench.report.table import render
+from bench.results import Aggregate, RoundContext, RoundResult
+from bench.runners.python import PythonRunner
+from bench.store.sqlite import SQLiteStore, round_row
 from bench.transports.local import LocalTransport
 from bench.zoo.cache import Variant
 from tests.conftest import run_bench
@@ -27,6 +33,12 @@ from tests.conftest import run_bench
 
 def cell(recipe: str, model: str = "m", backend: str = "xnnpack") -> Cell:
     return Cell(Variant(model, recipe, "ok", sha256=recipe), "dev", backend, 1)
+
+
+def as_row(record: RoundResult) -> dict:
+    """A round as the store's columns (what the analysis and the warnings read)."""
+    row = round_row("r", "c", record, RoundContext(0, 1, 0))
+    return {**row, "busy_processes": json.loads(row["busy_processes"])}
 
 
 def test_round_order_is_shuffled_per_round_and_reproducible():
@@ -40,54 +52,65 @@ def test_round_order_is_shuffled_per_round_and_reproducible():
     assert orders != [[c.recipe for c in round_order(cells, 43, "dev", i)] for i in range(6)]
 
 
-def fake_rounds(spread: float, count: int, rng) -> dict[int, dict]:
-    return {i: {"status": "ok", "latencies_us": list(1000 + rng.normal(0, spread, 30) +
-                                                     rng.normal(0, spread))}
-            for i in range(count)}
-
-
-def decide(protocol: Protocol, rounds: dict, over_budget: bool = False) -> dict:
-    sweep = Sweep(store=None, run_id="r", protocol=protocol, seed=0)
-    cells = [c for c in CELLS if c.key in rounds]
-    state = DeviceState(rounds, rows={c.key: summarize_cell(c, rounds[c.key], None,
-                                                             protocol.target) for c in cells})
-    sweep._decide(cells, state, over_budget)
-    return state.stopped
+def fake_medians(spread: float, count: int, rng) -> list[float]:
+    """Round medians of a cell whose rounds vary by `spread` µs around 1000 µs."""
+    return [float(np.median(1000 + rng.normal(0, spread, 30) + rng.normal(0, spread)))
+            for _ in range(count)]
 
 
 CELLS = [cell("fp32"), cell("int8"), cell("fp32", model="other")]
 
 
+def decide(protocol: Protocol, medians: dict, over_budget: bool = False) -> dict:
+    families: dict = {}
+    for key in medians:
+        families.setdefault(key.family, []).append(key)
+    return decide_rule(families, medians, protocol, over_budget)
+
+
 def test_stopping_waits_for_the_whole_family_and_respects_min_and_max():
     rng = np.random.default_rng(0)
     protocol = Protocol(min_rounds=3, max_rounds=8, target=0.01)
-    quiet, noisy = fake_rounds(0.5, 5, rng), fake_rounds(80.0, 5, rng)
-    rounds = {CELLS[0].key: quiet, CELLS[1].key: noisy, CELLS[2].key: fake_rounds(0.5, 5, rng)}
-    stopped = decide(protocol, rounds)
+    quiet, noisy = fake_medians(0.5, 5, rng), fake_medians(80.0, 5, rng)
+    keys = [c.key for c in CELLS]
+    medians = {keys[0]: quiet, keys[1]: noisy, keys[2]: fake_medians(0.5, 5, rng)}
     # m's fp32 reached the target but its int8 did not: the family goes on, paired;
     # the other model's family is done
-    assert stopped == {CELLS[2].key: "target"}
+    assert decide(protocol, medians) == {keys[2]: "target"}
     # three tight rounds are not enough to stop on: their bootstrap is too optimistic
-    three = {CELLS[2].key: fake_rounds(0.5, 3, rng)}
-    assert decide(protocol, three) == {}
-    rounds = {CELLS[0].key: quiet, CELLS[1].key: noisy}
-    assert decide(protocol, rounds, over_budget=True) == {
-        CELLS[0].key: "budget", CELLS[1].key: "budget"}
-    two = {CELLS[0].key: fake_rounds(0.5, 2, rng), CELLS[1].key: fake_rounds(0.5, 2, rng)}
+    assert decide(protocol, {keys[2]: fake_medians(0.5, 3, rng)}) == {}
+    assert decide(protocol, {keys[0]: quiet, keys[1]: noisy}, over_budget=True) == {
+        keys[0]: "budget", keys[1]: "budget"}
+    two = {keys[0]: fake_medians(0.5, 2, rng), keys[1]: fake_medians(0.5, 2, rng)}
     assert decide(protocol, two, over_budget=True) == {}  # below min_rounds: budget waits
-    eight = {CELLS[0].key: fake_rounds(80, 8, rng), CELLS[1].key: fake_rounds(80, 8, rng)}
+    eight = {keys[0]: fake_medians(80, 8, rng), keys[1]: fake_medians(80, 8, rng)}
     assert set(decide(protocol, eight).values()) == {"max_rounds"}
     fixed = Protocol().with_rounds(3)
-    three = {CELLS[0].key: fake_rounds(0.5, 3, rng), CELLS[1].key: fake_rounds(0.5, 3, rng)}
+    three = {keys[0]: fake_medians(0.5, 3, rng), keys[1]: fake_medians(0.5, 3, rng)}
     assert set(decide(fixed, three).values()) == {"fixed_rounds"}
+    assert decide(fixed, {k: v[:2] for k, v in three.items()}) == {}
 
 
-def test_cell_summary_carries_interval_and_target():
+def test_cell_figures_carry_interval_and_target(tmp_path):
     rng = np.random.default_rng(1)
-    row = summarize_cell(cell("int8"), fake_rounds(0.5, 5, rng), "target", 0.01)
-    ci = row["summary"]["ci_us"]
-    assert ci["low"] <= row["median_us"] <= ci["high"] and ci["n"] == 5
-    assert row["summary"]["reached_target"] and row["summary"]["stop_reason"] == "target"
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    store.start_run("r", label=None, settings={}, host={}, harness_version="x", protocol={},
+                    protocol_version=2, seed=1)
+    key = cell("int8").key
+    store.save_cell("r", key, status="pending")
+    for index, median in enumerate(fake_medians(0.5, 5, rng)):
+        store.start_device_round("r", "dev", index, session=1, seed=1, planned=1,
+                                 cooldown=None)
+        store.record_round("r", key, RoundResult("ok", aggregate=Aggregate.of([median])),
+                           RoundContext(index, 1, 0))
+        store.finish_device_round("r", "dev", index)
+    store.save_cell("r", key, status="ok", stop_reason="target", protocol_version=2,
+                    target=0.01)
+    row = analyse(store.facts("r")).cells.iloc[0]
+    assert row["median_us_low"] <= row["median_us"] <= row["median_us_high"]
+    assert row["rounds"] == 5 and row["reached_target"] and row["stop_reason"] == "target"
+    assert row["median_rel_half_width"] <= 0.01
+    store.close()
 
 
 def device_file(tmp_path: Path, **keys) -> Path:
@@ -111,7 +134,7 @@ def test_cooldown_waits_for_the_fake_thermal_zone(tmp_path):
 
     record = cool_down(LocalTransport(), device, 0.0, sleep=fake_sleep)
     assert record["temperature_before_c"] == 71.0 and record["temperature_after_c"] == 49.0
-    assert record["threshold_c"] == 50 and len(slept) == 3 and "timed_out" not in record
+    assert record["threshold_c"] == 50 and len(slept) == 3 and record["timed_out"] is False
 
 
 def test_cooldown_gives_up_after_its_timeout(tmp_path):
@@ -128,7 +151,7 @@ def test_cooldown_fixed_pause_and_unreadable_zone(tmp_path):
                                      thermal_max_c=50))
     slept = []
     record = cool_down(LocalTransport(), device, 1.5, sleep=slept.append)
-    assert slept == [1.5] and record["temperature_before_c"] == "unknown"
+    assert slept == [1.5] and record["temperature_before_c"] is None  # unknown, never 0
 
 
 def test_thermal_zone_with_shell_characters_is_refused(tmp_path):
@@ -138,34 +161,43 @@ def test_thermal_zone_with_shell_characters_is_refused(tmp_path):
         load_device(device_file(tmp_path, thermal_zone="/tmp/x; rm -rf /", thermal_max_c=50))
 
 
-BUSY = "import time\nend = time.time() + 30\nwhile time.time() < end: pass\n"
+BUSY = ("import os, time\nos.sched_setaffinity(0, {0})\nend = time.time() + 30\n"
+        "while time.time() < end: pass\n")
 
 
 def test_real_load_triggers_noise_warnings(tmp_path, tiny_variants):
-    """Three busy processes on this machine: the runner sees them and says so."""
-    device = load_device(device_file(tmp_path, work_dir=str(tmp_path / "work")))
+    """Two busy processes on the runner's CPU: the runner sees them and says so.
+
+    Everything is pinned to CPU 0, so the load is the same on 2 cores or 64."""
+    device = load_device(device_file(tmp_path, work_dir=str(tmp_path / "work"), cpus=[0]))
     protocol = Protocol(min_s=1.0, min_runs=10)
-    hogs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(3)]
+    hogs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(2)]
     try:
         time.sleep(0.5)
-        session = DeviceSession(device, LocalTransport(), protocol)
+        session = DeviceSession(device, LocalTransport(), PythonRunner(sys.executable, "auto"),
+                                protocol)
+        session.prepare()
         record = session.run_round(Cell(tiny_variants["fp32"], "dev", "xnnpack", 1), 0)
     finally:
         for hog in hogs:
             hog.kill()
             hog.wait()
-    assert record["status"] == "ok", record.get("error")
-    busy = record["environment"]["busy_processes"]
-    assert {p["pid"] for p in busy} & {h.pid for h in hogs}
-    warnings = round_warnings(record, threads=1)
+    assert record.ok, record.error
+    assert record.environment.affinity == (0,) and record.environment.cpus_available == 1
+    busy = record.environment.busy_processes
+    assert {p.pid for p in busy} & {h.pid for h in hogs}
+    row = as_row(record)
+    warnings = round_warnings(row, threads=1)
     assert any(w.startswith("busy: python") for w in warnings), warnings
-    assert any("runnable processes" in w for w in warnings), warnings
-    quiet = {**record, "environment": {**record["environment"], "busy_processes": [],
-                                        "procs_running": 1, "loadavg": [0.1, 0.1, 0.1],
-                                        "steal": 0.0}}
+    assert any("runnable processes on 1 core(s)" in w for w in warnings), warnings
+    quiet = {**row, "busy_processes": [], "procs_running": 1, "loadavg_1m": 0.1,
+             "steal_fraction": 0.0}
     assert round_warnings(quiet, threads=1) == []
-    stolen = {**quiet, "environment": {**quiet["environment"], "steal": 0.07}}
-    assert round_warnings(stolen, threads=1) == ["CPU steal 7.0%"]
+    assert round_warnings({**quiet, "steal_fraction": 0.07}, threads=1) == ["CPU steal 7.0%"]
+    # unknown readings raise nothing and are not zeros
+    unknown = {**quiet, "loadavg_1m": None, "procs_running": None, "steal_fraction": None}
+    assert round_warnings(unknown, threads=1) == []
+    assert round_warnings({**quiet, "cpus_available": 1}, threads=2) == ["2 threads on 1 core(s)"]
 
 
 def test_int8_notes_from_cpu_flags():
@@ -175,20 +207,36 @@ def test_int8_notes_from_cpu_flags():
     assert "without the dot-product" in int8_path({"asimd"})
 
 
-def test_table_shows_intervals_and_noise_marks():
-    summary = {"ci_us": {"value": 7000.0, "low": 6900.0, "high": 7100.0, "n": 5},
-               "rounds": 5, "warnings": ["CPU steal 7.0%"],
-               "speedup": {"cpu_backend": "xnnpack",
-                           "same_backend": {"value": 1.03, "low": 0.99, "high": 1.07},
-                           "vs_cpu_fp32": {"value": 1.03, "low": 0.99, "high": 1.07}}}
-    cells = [{"model": "m", "recipe": "int8", "device": "d", "backend": "xnnpack",
-              "threads": 1, "status": "ok", "median_us": 7000.0, "p90_us": 7500.0,
-              "summary": summary, "reason": None}]
-    variants = [{"model": "m", "recipe": "int8", "size_bytes": 1000, "random_weights": 0,
-                 "details": {}}]
-    text = render(cells, variants)
-    assert "7.00 [6.90, 7.10]" in text and "1.03x [0.99, 1.07]" in text
-    assert "m int8 on d/xnnpack/t1: CPU steal 7.0%" in text
+def test_table_shows_intervals_and_noise_marks(tmp_path):
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    store.start_run("r", label=None, settings={}, host={}, harness_version="x", protocol={},
+                    protocol_version=2, seed=1)
+    fp32, int8 = cell("fp32").key, cell("int8").key
+    for key in (fp32, int8):
+        store.save_cell("r", key, status="pending")
+    for index, (a, b) in enumerate([(7000.0, 3500.0), (7100.0, 3400.0), (6900.0, 3500.0)]):
+        store.start_device_round("r", "dev", index, session=1, seed=1, planned=2,
+                                 cooldown=None)
+        for key, value in ((fp32, a), (int8, b)):
+            steal = RoundResult("ok", aggregate=Aggregate.of([value, value * 1.01]),
+                                environment=round_env(steal=0.07))
+            store.record_round("r", key, steal, RoundContext(index, 1, 0))
+        store.finish_device_round("r", "dev", index)
+    for key in (fp32, int8):
+        store.save_cell("r", key, status="ok", stop_reason="fixed_rounds", protocol_version=2)
+    text = render(analyse(store.facts("r")))
+    assert "7.04 [6.93, 7.14]" in text  # median of round medians 7035, 7135.5, 6934.5 µs
+    # int8 against fp32, paired per round: ratios 2.000, 2.088, 1.971
+    assert "2.00x [1.97, 2.09]" in text and " ref " in text
+    assert "m int8 on dev/xnnpack/t1: CPU steal above 2% in 3/3 rounds" in text
+    store.close()
+
+
+def round_env(steal: float):
+    from bench.results import RoundEnvironment
+
+    return RoundEnvironment(loadavg_1m=0.1, procs_running=1, cpus_available=2,
+                            steal_fraction=steal)
 
 
 def test_dry_run_plans_without_measuring(workdir):
@@ -208,37 +256,41 @@ def test_rounds_are_interleaved_in_the_recorded_order(workdir, model_cache, tiny
     done = run_bench(args, workdir)
     assert done.returncode == 0, done.stderr
     db = sqlite3.connect(workdir / "results" / "bench.sqlite")
-    rows = db.execute("SELECT recipe, round, record FROM rounds").fetchall()
+    rows = db.execute("SELECT c.recipe, r.round, r.position, r.started_unix FROM rounds r "
+                      "JOIN cells c ON c.cell_id = r.cell_id").fetchall()
     assert len(rows) == 9
+    device_rounds = db.execute("SELECT round, seed, planned, cooldown_pause_s, finished_at "
+                               "FROM device_rounds ORDER BY round").fetchall()
+    assert [(r[0], r[1], r[2]) for r in device_rounds] == [(i, 1234, 3) for i in range(3)]
+    assert [r[3] for r in device_rounds] == [None, 0.05, 0.05]  # no pause before the first
+    assert all(r[4] is not None for r in device_rounds)
     by_round: dict[int, list] = {}
-    for recipe, index, record in rows:
-        record = json.loads(record)
-        assert record["order"]["seed"] == 1234
-        if index > 0:
-            assert record["cooldown"]["pause_s"] == 0.05
-        by_round.setdefault(index, []).append((record["started_unix"], recipe,
-                                               record["order"]["position"]))
+    for recipe, index, position, started in rows:
+        by_round.setdefault(index, []).append((started, recipe, position))
     cells = [cell(r, model="tiny_cnn") for r in ("fp32", "int8", "dynamic")]
     for index, entries in by_round.items():
         ran = [recipe for _, recipe, _ in sorted(entries)]  # by the time each round started
-        assert ran == [c.recipe for c in round_order(cells, 1234, "local", index)]
-    stored = db.execute("SELECT summary FROM cells WHERE recipe = 'int8'").fetchone()[0]
-    summary = json.loads(stored)
-    assert summary["rounds"] == 3 and summary["stop_reason"] == "fixed_rounds"
-    assert summary["speedup"]["same_backend"]["low"] is not None
+        expected = [c.recipe for c in round_order(
+            [Cell(tiny_variants[c.recipe], "local", "xnnpack", 1) for c in cells],
+            1234, "local", index)]
+        assert ran == expected
+        assert sorted(p for _, _, p in entries) == [0, 1, 2]
+    stored = db.execute("SELECT status, stop_reason, protocol_version FROM cells WHERE "
+                        "recipe = 'int8'").fetchone()
+    assert stored == ("ok", "fixed_rounds", 2)
     assert "speedup [95% CI]" in done.stdout and "x [" in done.stdout
 
 
 def test_cell_flags_conditions_seen_in_at_least_half_the_rounds():
     from bench.measure.noise import cell_warnings
 
-    def record(steal: float) -> dict:
-        return {"environment": {"steal": steal, "affinity": [0, 1], "loadavg": [0.1],
-                                "procs_running": 1, "busy_processes": []}}
+    def row(steal: float) -> dict:
+        return {"steal_fraction": steal, "cpus_available": 2, "loadavg_1m": 0.1,
+                "procs_running": 1, "busy_processes": []}
 
-    blip = [record(0.0)] * 3 + [record(0.08)]
+    blip = [row(0.0)] * 3 + [row(0.08)]
     assert cell_warnings(blip, 1, None, None) == []
-    steady = [record(0.0)] * 2 + [record(0.08)] * 2
+    steady = [row(0.0)] * 2 + [row(0.08)] * 2
     assert cell_warnings(steady, 1, None, None) == ["CPU steal above 2% in 2/4 rounds"]
     assert cell_warnings(steady, 1, 0.07, 0.2) == [
         "CPU steal above 2% in 2/4 rounds", "round medians vary: CV 7.0%",

@@ -20,8 +20,8 @@ from bench.measure.stats import (
     percentile,
     pooled_iteration_ci,
     speedup,
-    summarize,
 )
+from bench.results import Aggregate
 
 TRUE_US = 1000.0
 
@@ -45,19 +45,25 @@ def medians(rounds: list[list[float]]) -> list[float]:
     return [float(np.median(r)) for r in rounds]
 
 
-def test_summary_figures():
+def test_round_aggregate_figures():
     values = list(range(1, 101))
-    summary = summarize(values)
-    assert summary["median"] == 50.5 and summary["min"] == 1 and summary["max"] == 100
-    assert summary["p90"] == pytest.approx(90.1) and summary["p99"] == pytest.approx(99.01)
-    assert summary["cv"] == pytest.approx(np.std(values, ddof=1) / np.mean(values))
-    assert percentile([5.0], 90) == 5.0 and cv([3.0]) == 0.0
+    found = Aggregate.of(values)
+    assert found.median_us == 50.5 and found.min_us == 1 and found.max_us == 100
+    assert found.p90_us == pytest.approx(90.1) and found.p99_us == pytest.approx(99.01)
+    assert found.p5_us == pytest.approx(5.95) and found.p95_us == pytest.approx(95.05)
+    assert found.cv == pytest.approx(np.std(values, ddof=1) / np.mean(values))
+    assert percentile([5.0], 90) == 5.0
+
+
+def test_one_value_has_no_spread_rather_than_zero():
+    assert cv([3.0]) is None
+    single = Aggregate.of([7.0])
+    assert single.std_us is None and single.cv is None and single.count == 1
 
 
 def test_outliers_are_kept_not_dropped():
-    values = [100.0] * 50 + [5000.0]
-    summary = summarize(values)
-    assert summary["max"] == 5000.0 and summary["n"] == 51 and summary["median"] == 100.0
+    found = Aggregate.of([100.0] * 50 + [5000.0])
+    assert found.max_us == 5000.0 and found.count == 51 and found.median_us == 100.0
 
 
 def test_round_bootstrap_covers_the_truth_about_95_percent():

@@ -43,8 +43,11 @@ def test_keras_file_through_recipes(tmp_path, user_files):
     assert {v.status for v in built.values()} == {"ok"}
     info = inspect_tflite(built["mine", "int8"].path)
     assert info.inputs[0] == (info.inputs[0][0], "int8", (1, 16, 16, 3))
-    assert built["mine", "int8"].check["top1_agreement"] >= 0.0
+    check = built["mine", "int8"].check
+    assert check["inputs"] == 8 and check["top1_agreement"] * 8 == round(check["top1_agreement"] * 8)
+    assert check["snr_db"] > 10  # int8 reproduces this float model's outputs, roughly
     assert not built["mine", "fp32"].random_weights
+    assert built["mine", "fp32"].source == str(keras_path.resolve())
 
 
 def test_saved_model_directory_through_recipes(tmp_path, user_files):

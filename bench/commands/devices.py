@@ -1,60 +1,34 @@
-"""`bench devices list` and `bench devices check NAME`.
+"""`bench devices list | check NAME | clean NAME`.
 
 `check` answers, one line each, what a user needs before a sweep: can the device be
-reached, which Python and TFLite runtime it has, what its CPU offers int8 kernels, how
-much disk its work directory has, and whether it is throttling — with what to fix when
-a line fails.
+reached and which machine is it, can its runner run (Python, numpy, TFLite runtime),
+what its CPU offers int8 kernels, how much disk its work directory has, whether it is
+throttling, and whether another harness is measuring it — with what to fix when a line
+fails. `clean` removes only what the harness staged, from a work directory it marked.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 
 from bench.devices import available_devices, load_device
 from bench.errors import EXIT_DEVICE, EXIT_OK, EXIT_USAGE, BenchError
+from bench.measure.machine_lock import LockHolder, lock_path
+from bench.measure.protocol import Protocol
+from bench.measure.session import DeviceSession
 from bench.report.notes import int8_path
-from bench.transports import open_transport
+from bench.runners import make_runner
+from bench.runners.base import RunnerUnavailable
+from bench.transports import open_transport, posix
 from bench.transports.base import TransportError
 
-# Runs on the device with its own Python (>= 3.8, stdlib only): versions and CPU flags.
-PROBE = r"""
-import json, platform, sys, importlib
-out = {"python": sys.version.split()[0], "machine": platform.machine(), "runtimes": {}}
-for name in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow"):
-    try:
-        module = importlib.import_module(name.split(".")[0])
-        importlib.import_module(name)
-        out["runtimes"][name] = str(getattr(module, "__version__", "installed"))
-    except Exception as exc:
-        out["runtimes"][name] = None
-try:
-    import numpy
-    out["numpy"] = numpy.__version__
-except Exception:
-    out["numpy"] = None
-model, flags = "unknown", []
-try:
-    for line in open("/proc/cpuinfo"):
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "hardware") and model == "unknown":
-            model = value.strip()
-        elif key in ("flags", "features") and not flags:
-            flags = value.split()
-except OSError:
-    pass
-out["cpu"], out["flags"] = model, flags
-print(json.dumps(out))
-"""
+
+def devices_command(args: argparse.Namespace) -> int:
+    return {"list": list_devices, "check": check_device, "clean": clean_device}[
+        args.devices_command](args)
 
 
 def list_devices(args: argparse.Namespace) -> int:
-    command = getattr(args, "devices_command", "list")
-    if command == "check":
-        return check_device(args)
-    if command == "clean":
-        return clean_device(args)
     names = available_devices(args.devices_dir)
     if not names:
         print(f"no device files in {args.devices_dir}/")
@@ -74,34 +48,32 @@ def list_devices(args: argparse.Namespace) -> int:
     return status
 
 
-
 def clean_device(args: argparse.Namespace) -> int:
     """Remove what bench staged in the work directory (never the directory's other files)."""
     device = load_device(args.devices_dir / f"{args.name}.toml")
     transport = open_transport(device)
     try:
-        work = device.work_dir.rstrip("/")
-        script = ('cd "$1" 2>/dev/null || exit 0; du -sk models jobs pyrunner-*.py 2>/dev/null '
-                  '| awk \'{s+=$1} END {print s+0}\'; rm -rf models jobs pyrunner-*.py')
-        result = transport.run(["sh", "-c", script, "sh", work], timeout=120)
+        outcome, kib = posix.clean_work_dir(transport, device.work_dir)
     except TransportError as exc:
-        print(f"bench: cannot reach {device.name}: {exc}")
+        print(f"bench: cannot clean {device.name}: {exc}")
         return EXIT_DEVICE
     finally:
         transport.close()
-    if result.returncode != 0:
-        print(f"bench: cleaning {work} on {device.name} failed: {result.tail(2)}")
+    if outcome == "absent":
+        print(f"{device.name}: nothing to clean ({device.work_dir} does not exist)")
+    elif outcome == "unmarked":
+        print(f"bench: {device.work_dir} on {device.name} was not created by bench (no "
+              f"{posix.MARKER} file): nothing removed; check work_dir in {device.file}")
         return EXIT_DEVICE
-    freed = result.stdout.strip() or "0"
-    print(f"{device.name}: removed the staged runner, models and jobs from {work} "
-          f"({int(freed) // 1024} MB freed)")
+    else:
+        print(f"{device.name}: removed the staged runner, models and jobs from "
+              f"{device.work_dir} ({kib / 1024:.1f} MB freed)")
     return EXIT_OK
 
 
 def check_device(args: argparse.Namespace) -> int:
     device = load_device(args.devices_dir / f"{args.name}.toml")
     transport = open_transport(device)
-    python = device.interpreter
     failures = 0
 
     def line(ok: bool, what: str, detail: str) -> None:
@@ -111,34 +83,37 @@ def check_device(args: argparse.Namespace) -> int:
 
     try:
         try:
-            hello = transport.run(["uname", "-srm"], timeout=60)
-            line(hello.returncode == 0, "reachable", hello.stdout.strip() or hello.tail())
+            machine = transport.identity()
+            system = transport.run(["uname", "-srm"], timeout=60)
+            line(True, "reachable", f"{system.stdout.strip() or system.tail()} "
+                 f"(machine {machine[:12]})")
         except TransportError as exc:
-            line(False, "reachable", f"{exc}")
+            line(False, "reachable", str(exc))
             return EXIT_DEVICE
-        probe = transport.run([python, "-I", "-c", PROBE], timeout=120)
-        if probe.returncode != 0:
-            line(False, "python", f"`{python}` failed ({probe.tail(2)}); set `python` in "
-                 f"{device.file} to a Python >= 3.8 with numpy")
+        runner = make_runner(device)
+        session = DeviceSession(device, transport, runner, Protocol())
+        try:
+            session.prepare()
+        except TransportError as exc:
+            line(False, "work_dir", f"{exc}; fix work_dir in {device.file}")
             return EXIT_DEVICE
-        facts = json.loads(probe.stdout.strip().splitlines()[-1])
-        major_minor = tuple(int(x) for x in facts["python"].split(".")[:2])
-        line(major_minor >= (3, 8), "python", f"{python}: {facts['python']} "
-             f"({facts['machine']})" + ("" if major_minor >= (3, 8) else "; the runner needs 3.8+"))
-        line(bool(facts["numpy"]), "numpy", facts["numpy"] or
-             f"missing: `{python} -m pip install 'numpy<2'` on the device")
-        found = {k: v for k, v in facts["runtimes"].items() if v}
-        line(bool(found), "runtime", ", ".join(f"{k.split('.')[0]} {v}" for k, v in found.items())
-             or "no TFLite interpreter: install ai-edge-litert or tflite-runtime there")
-        line(True, "cpu", f"{facts['cpu']}: {int8_path(set(facts['flags']))}")
-        disk = transport.run(["sh", "-c", 'mkdir -p "$1" && df -Pk "$1" | tail -1', "sh",
-                              device.work_dir], timeout=60)
-        if disk.returncode == 0 and disk.stdout.split():
-            free_mb = int(disk.stdout.split()[3]) // 1024
+        try:
+            probe = runner.probe(transport)
+        except RunnerUnavailable as exc:
+            line(False, exc.what, str(exc))
+            return EXIT_DEVICE
+        line(True, "python", f"{probe.python_version} ({probe.machine})")
+        line(True, "numpy", str(probe.numpy_version))
+        line(True, "runtime", f"{(probe.runtime_module or '').split('.')[0]} "
+             f"{probe.runtime_version or '(version not reported)'}")
+        cpu = probe.cpu_model or "CPU model not reported"
+        line(True, "cpu", f"{cpu}: {int8_path(set(probe.cpu_flags))}")
+        try:
+            free_mb = posix.free_kib(transport, device.work_dir) // 1024
             line(free_mb >= 200, "disk", f"{free_mb} MB free in {device.work_dir}"
                  + ("" if free_mb >= 200 else "; free some space (models need ~100 MB)"))
-        else:
-            line(False, "disk", f"cannot use {device.work_dir}: {disk.tail(2)}; fix work_dir")
+        except TransportError as exc:
+            line(False, "disk", f"{exc}; fix work_dir in {device.file}")
         throttled = transport.run(["sh", "-c", "vcgencmd get_throttled 2>/dev/null"], timeout=60)
         state = throttled.stdout.strip()
         if state:
@@ -146,6 +121,11 @@ def check_device(args: argparse.Namespace) -> int:
                  " (under-voltage or heat: fix the power supply or cooling)"))
         else:
             line(True, "throttling", "not reported by this board")
+        path = lock_path(transport)
+        holder = LockHolder.parse(posix.read_file(transport, f"{path}/owner"))
+        line(True, "lock", f"held by {holder.describe()}" if holder else f"free ({path})")
+    except TransportError as exc:
+        line(False, "reachable", f"lost during the check: {exc}")
     finally:
         transport.close()
     return EXIT_OK if failures == 0 else EXIT_DEVICE

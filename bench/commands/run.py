@@ -1,52 +1,65 @@
-"""`bench run`: build every variant, then measure the plan in rounds, then the table."""
+"""`bench run`: build every variant, then measure the plan in rounds, then the table.
+
+A resume (`--resume RUN_ID`) continues a run with its stored settings: it refuses flags
+that would change what is measured, refuses a model whose bytes changed since its cells
+were measured, keeps every measured round, and measures what is missing or failed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import os
+import platform
 import secrets
 import sys
 import time
 from pathlib import Path
 
 from bench import __version__
+from bench.analysis import analyse
+from bench.cli import DEFAULT_DEVICES, DEFAULT_MODELS
 from bench.devices import Device, load_devices
-from bench.errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_OK, BenchError, UsageError
+from bench.errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_OK, UsageError
+from bench.keys import ReferenceKey
 from bench.measure.environment import host_environment
+from bench.measure.machine_lock import LockHolder
 from bench.measure.protocol import Protocol
-from bench.orchestrator import Interrupted, Plan, Sweep, make_plan
+from bench.measure.stopping import PROTOCOL_VERSION
+from bench.orchestrator import Interrupted, ResumeState, Sweep
+from bench.plan import Plan, make_plan
 from bench.progress import Progress
-from bench.report.notes import device_notes
-from bench.report.table import render
-from bench.store import CELL_KEY, Store, new_run_id
-from bench.zoo.build import BadModel, BuildOptions, VariantBuilder, recipes_for
+from bench.report.export import to_json, to_table
+from bench.results import RoundResult
+from bench.runners import make_runner
+from bench.store import OK, PENDING, SKIPPED, Store, new_run_id, open_store
+from bench.transports import open_transport
+from bench.zoo.build import BuildOptions, VariantBuilder, recipes_for
 from bench.zoo.cache import Variant, VariantCache
-from bench.zoo.names import parse_model
+from bench.zoo.names import parse_models
+from bench.zoo.recipes import ALL_RECIPES, DEFAULT_CALIBRATION_SIZE
 
-SETTINGS_KEYS = ("models", "recipes", "devices", "backends", "threads", "rounds", "quick",
-                 "calibration_size", "float_io", "min_rounds", "max_rounds", "target",
-                 "budget", "cooldown", "seed", "cpus", "runs", "min_seconds")
+# What a run measures (stored with it; a resume takes these from the store).
+SETTINGS_DEFAULTS: dict = {
+    "models": list(DEFAULT_MODELS), "recipes": list(ALL_RECIPES),
+    "devices": list(DEFAULT_DEVICES), "backends": None, "threads": None, "rounds": None,
+    "quick": False, "calibration_size": DEFAULT_CALIBRATION_SIZE, "float_io": False,
+    "min_rounds": None, "max_rounds": None, "target": None, "budget": None, "cooldown": None,
+    "seed": None, "cpus": None, "runs": None, "min_seconds": None,
+}
+RESUME_REFUSES = (*SETTINGS_DEFAULTS, "label")
 
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def resolve_models(names: list[str]) -> list:
-    """Parse every model; a bad one becomes failed cells unless none is usable."""
-    specs, problems = [], []
-    for name in names:
-        try:
-            specs.append(parse_model(name))
-        except BenchError as exc:
-            specs.append(BadModel(name, str(exc)))
-            problems.append(str(exc))
-    if problems and all(isinstance(s, BadModel) for s in specs):
-        raise UsageError(problems[0] if len(problems) == 1 else "; ".join(problems))
-    for problem in problems:
-        say(f"bench: {problem} (its cells are recorded as failed)")
-    return specs
+def new_settings(args: argparse.Namespace) -> dict:
+    settings = {key: getattr(args, key) if getattr(args, key) is not None else default
+                for key, default in SETTINGS_DEFAULTS.items()}
+    if settings["seed"] is None:
+        settings["seed"] = secrets.randbelow(2**31)
+    return settings
 
 
 def protocol_from(settings: dict) -> Protocol:
@@ -75,21 +88,49 @@ def devices_from(settings: dict, directory: Path) -> list[Device]:
         changes["cpus"] = tuple(settings["cpus"])
     if settings.get("cooldown") is not None:
         changes["cooldown_s"] = settings["cooldown"]
-    return [dataclasses.replace(d, **changes) for d in devices]
+    devices = [dataclasses.replace(d, **changes) for d in devices]
+    for device in devices:
+        check_cpus(device)
+    return devices
+
+
+def check_cpus(device: Device) -> None:
+    """Pinning to CPUs this machine does not offer is a usage error, said before measuring
+    (a remote device's CPUs are checked by the runner there)."""
+    if device.transport != "local" or not device.cpus or not hasattr(os, "sched_getaffinity"):
+        return
+    available = sorted(os.sched_getaffinity(0))
+    missing = sorted(set(device.cpus) - set(available))
+    if missing:
+        raise UsageError(f"device {device.name}: CPU(s) {','.join(map(str, missing))} are not "
+                         f"available here (bench may use CPUs {','.join(map(str, available))}); "
+                         f"fix --cpus or `cpus` in {device.file}")
 
 
 def run_command(args: argparse.Namespace) -> int:
     if args.dry_run:
+        if args.resume:
+            raise UsageError("--dry-run plans a new run; it cannot be combined with --resume")
         return dry_run(args)
-    store = Store(args.store)
+    store = open_store(args.store)
     try:
         return _run(args, store)
     finally:
         store.close()
 
 
-def _build(args: argparse.Namespace, settings: dict, specs: list) -> tuple[list, list, float,
-                                                                            int]:
+def resume_settings(args: argparse.Namespace, store: Store) -> dict:
+    given = [f"--{key.replace('_', '-')}" for key in RESUME_REFUSES
+             if getattr(args, key, None) is not None]
+    if given:
+        raise UsageError(f"--resume continues run {args.resume} exactly as it was planned; "
+                         f"{', '.join(given)} would change it. Start a new run to measure "
+                         "something else (--resume honours --store, --cache, --devices-dir, "
+                         "--strict, --wait and --no-progress)")
+    return store.run(args.resume)["settings"]
+
+
+def _build(args: argparse.Namespace, settings: dict, specs: list) -> tuple:
     started = time.perf_counter()
     builder = VariantBuilder(VariantCache(args.cache),
                              BuildOptions(settings["calibration_size"], settings["float_io"]),
@@ -102,29 +143,28 @@ def _build(args: argparse.Namespace, settings: dict, specs: list) -> tuple[list,
 
 
 def _run(args: argparse.Namespace, store: Store) -> int:
-    if args.resume:
-        settings, run_id = store.run(args.resume)["settings"], args.resume
-    else:
-        settings = {key: getattr(args, key) for key in SETTINGS_KEYS}
-        if settings["seed"] is None:
-            settings["seed"] = secrets.randbelow(2**31)
-        run_id = None
+    resuming = args.resume is not None
+    settings = resume_settings(args, store) if resuming else new_settings(args)
     devices = devices_from(settings, args.devices_dir)
     protocol = protocol_from(settings)
-    specs = resolve_models(settings["models"])
+    specs = parse_models(settings["models"])
     variants, references, conversion_s, converted = _build(args, settings, specs)
-
-    if run_id is None:
-        run_id = new_run_id()
-        store.start_run(run_id, args.label, settings, host_environment(), __version__)
-    else:
-        store.reopen_run(run_id)
-    for variant in variants + references:
-        store.save_variant(run_id, variant)
-
     plan = make_plan(variants, devices, settings["backends"], settings["threads"])
-    previous = resume_state(store, run_id, plan) if args.resume else {}
-    resumed = f" ({len(previous)} of them resumed with their stored rounds)" if previous else ""
+
+    if resuming:
+        run_id = args.resume
+        previous = resume_state(store, run_id, plan, variants)
+    else:
+        run_id, previous = new_run_id(), ResumeState()
+        store.start_run(run_id, label=args.label, settings=settings, host=host_environment(),
+                        harness_version=__version__, protocol=protocol.to_dict(),
+                        protocol_version=PROTOCOL_VERSION, seed=settings["seed"])
+    session = store.start_session(run_id, host=platform.node(), pid=os.getpid(),
+                                  harness_version=__version__)
+    for position, variant in enumerate(variants + references):
+        store.save_variant(run_id, variant, position)
+    resumed = f" ({len(previous.medians)} of them resumed with their stored rounds)" \
+        if previous.medians else ""
     say(f"run {run_id}: {len(plan.cells)} cell(s) to measure{resumed} on "
         f"{', '.join(d.name for d in devices)}, {describe(protocol)}, shuffle seed "
         f"{settings['seed']}; conversions took {conversion_s:.1f}s ({converted} converted)")
@@ -133,33 +173,45 @@ def _run(args: argparse.Namespace, store: Store) -> int:
             say(f"warning: {warning}")
 
     progress = Progress(len(plan.cells) * protocol.min_rounds, enabled=not args.no_progress)
-    sweep = Sweep(store, run_id, protocol, settings["seed"],
+    sweep = Sweep(store, run_id, session, protocol, settings["seed"],
+                  transport_factory=open_transport, runner_factory=make_runner,
+                  wait_s=wait_seconds(args.wait),
                   on_start=lambda cell, index: progress.start(f"round {index + 1}: "
                                                               f"{cell.label}"),
-                  on_round=lambda cell, record: _report_round(progress, cell, record),
-                  on_finish=lambda cell, row: _report_cell(progress, cell, row))
-    sweep.skip(plan)
+                  on_round=lambda cell, result: _report_round(progress, result),
+                  on_finish=lambda cell, status, text, rounds: _report_cell(
+                      progress, cell, status, text, rounds),
+                  on_wait=lambda names, holder: _report_wait(progress, names, holder))
+    sweep.record_plan(plan)
     started = time.perf_counter()
     try:
         outcome = sweep.run(plan, devices, previous)
     except Interrupted:
         progress.close()
-        store.finish_run(run_id, "interrupted")
+        store.finish_session(run_id, session, "interrupted")
+        store.set_run_status(run_id, "interrupted")
+        print(to_table(analyse(store.facts(run_id))))
         say(f"interrupted: finished rounds are stored; resume with "
             f"`python -m bench run --resume {run_id}`")
         return EXIT_INTERRUPTED
     progress.close()
     measurement_s = time.perf_counter() - started
-    store.finish_run(run_id, "completed")
-    export = store.export_json(run_id, Path(args.store).parent / "runs" / f"{run_id}.json")
-
-    print(render(store.cells(run_id), store.variants(run_id)))
-    for note in device_notes(store, run_id):
-        print(note)
+    facts = store.facts(run_id, raw=True)
+    unfinished = any(c["status"] == PENDING for c in facts.cells)
+    status = "incomplete" if unfinished else "completed"
+    store.finish_session(run_id, session, status)
+    store.set_run_status(run_id, status)
+    facts.run["status"] = status
+    analysis = analyse(facts)
+    export = write_export(analysis, facts, Path(args.store).parent / "runs" / f"{run_id}.json")
+    print(to_table(analysis))
     print(f"\nrun {run_id}: conversions {conversion_s:.1f}s, measurement {measurement_s:.1f}s; "
-          f"store {args.store}, export {export}")
-    if outcome.unusable_devices:
-        say(f"bench: device(s) could not be used: {', '.join(outcome.unusable_devices)}")
+          f"store {args.store}{f', export {export}' if export else ''}")
+    for name, why in outcome.unusable.items():
+        say(f"bench: device {name} could not be used: {why}")
+    if outcome.unusable:
+        say(f"bench: finish the missing cells later with `python -m bench run --resume "
+            f"{run_id}`")
         return EXIT_DEVICE
     if args.strict and outcome.failed:
         say(f"bench: {outcome.failed} cell(s) failed (--strict)")
@@ -167,22 +219,62 @@ def _run(args: argparse.Namespace, store: Store) -> int:
     return EXIT_OK
 
 
-def resume_state(store: Store, run_id: str, plan: Plan) -> dict:
-    """Drop finished cells from the plan; return the rounds of cells still in progress."""
-    rows = {tuple(c[k] for k in CELL_KEY): c for c in store.cells(run_id)}
-    rounds = store.rounds_by_cell(run_id)
-    finished = {key for key, row in rows.items()
-                if row["status"] == "skipped"
-                or (row["status"] == "ok" and row["summary"].get("stop_reason"))}
-    plan.cells = [c for c in plan.cells if c.key not in finished]
-    plan.skipped = [(c, r) for c, r in plan.skipped if c.key not in finished]
-    previous = {}
+def wait_seconds(value: float | None) -> float | None:
+    """--wait: absent = do not wait (0), bare = for ever (None), SECONDS = at most that."""
+    if value is None:
+        return 0.0
+    return None if value < 0 else value
+
+
+def write_export(analysis, facts, path: Path) -> Path | None:
+    """The run as one JSON file for other tools; a failure is one line, not a traceback."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(to_json(analysis, raw_rounds=facts.rounds))
+        return path
+    except OSError as exc:
+        say(f"bench: could not write the JSON export {path} ({exc.strerror or exc}); the "
+            f"store has everything: `bench report {analysis.run['id']} --format json`")
+        return None
+
+
+def resume_state(store: Store, run_id: str, plan: Plan, variants: list[Variant]) -> ResumeState:
+    """Drop finished cells from the plan; what the others already have; refuse a changed
+    model. Failed cells are measured again (their failed rounds stay in the store)."""
+    facts = store.facts(run_id)
+    stored = {ReferenceKey(*(c[k] for k in ReferenceKey._fields)): c for c in facts.cells}
+    has_rounds = {r["cell_id"] for r in facts.rounds}
+    for cell in plan.cells + [c for c, _ in plan.skipped]:
+        before = stored.get(cell.key.as_reference)
+        if before and before["sha256"] and cell.variant.sha256 and \
+                before["sha256"] != cell.variant.sha256 and before["cell_id"] in has_rounds:
+            raise UsageError(
+                f"{cell.model} {cell.recipe} changed since run {run_id} measured it (sha256 "
+                f"{before['sha256'][:12]}… then, {cell.variant.sha256[:12]}… now): resuming "
+                "would mix two models in one cell. Restore the file, or start a new run")
+    done = {key for key, row in stored.items()
+            if row["status"] == SKIPPED or (row["status"] == OK and row["stop_reason"])}
+    plan.cells = [c for c in plan.cells if c.key.as_reference not in done]
+    plan.skipped = [(c, r) for c, r in plan.skipped if c.key.as_reference not in done]
+    complete = {(r["device"], r["round"]) for r in facts.device_rounds
+                if r["finished_at"] is not None}
+    by_id = {c["cell_id"]: c for c in facts.cells}
+    medians: dict = {}
+    for row in facts.rounds:
+        cell = by_id[row["cell_id"]]
+        if row["status"] == "ok" and row["median_us"] is not None \
+                and (cell["device"], row["round"]) in complete:
+            medians.setdefault(row["cell_id"], {})[row["round"]] = row["median_us"]
+    previous = ResumeState()
     for cell in plan.cells:
-        row = rows.get(cell.key)
-        if row is not None and row["status"] == "failed":
-            store.forget_rounds(run_id, cell.key)  # measured again from scratch
-        elif cell.key in rounds:
-            previous[cell.key] = rounds[cell.key]
+        if cell.key.cell_id in medians:
+            previous.medians[cell.key] = medians[cell.key.cell_id]
+    for row in facts.device_rounds:
+        previous.next_round[row["device"]] = max(previous.next_round.get(row["device"], 0),
+                                                 row["round"] + 1)
+    for row in facts.rounds:  # rounds of a store migrated without device rounds
+        device = by_id[row["cell_id"]]["device"]
+        previous.next_round[device] = max(previous.next_round.get(device, 0), row["round"] + 1)
     return previous
 
 
@@ -197,17 +289,17 @@ def threads_warnings(device: Device, threads: list[int] | None) -> list[str]:
     """Threads beyond the cores the runner may use measure contention, not speed."""
     if device.transport != "local":
         return []
-    cores = len(device.cpus) if device.cpus else (os.cpu_count() or 1)
+    cores = len(device.cpus) if device.cpus else len(os.sched_getaffinity(0))
     return [f"{device.name}: {count} threads but only {cores} core(s) available to the runner"
             for count in (threads or device.threads) if count > cores]
 
 
 def dry_run(args: argparse.Namespace) -> int:
     """The plan and an estimate of its time, without converting or measuring anything."""
-    settings = {key: getattr(args, key) for key in SETTINGS_KEYS}
+    settings = new_settings(args)
     devices = devices_from(settings, args.devices_dir)
     protocol = protocol_from(settings)
-    specs = resolve_models(settings["models"])
+    specs = parse_models(settings["models"])
     names = [(spec.name, recipe) for spec in specs
              for recipe in recipes_for(spec, settings["recipes"])]
     variants = [Variant(model, recipe, "ok") for model, recipe in names]
@@ -233,20 +325,16 @@ def dry_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _report_round(progress: Progress, cell, record: dict) -> None:
-    if record.get("status") != "ok":
-        return  # reported once, when the cell finishes
-    progress.step()
+def _report_round(progress: Progress, result: RoundResult) -> None:
+    if result.ok:
+        progress.step()  # a failure is reported once, when its cell finishes
 
 
-def _report_cell(progress: Progress, cell, row: dict) -> None:
-    if row["status"] == "ok":
-        summary = row["summary"]
-        ci = summary.get("ci_us") or {}
-        width = ci.get("rel_half_width")
-        spread = f" ±{width * 100:.1f}%" if width is not None else ""
-        outcome = (f"ok, median {row['median_us'] / 1000:.3f} ms{spread} over "
-                   f"{summary.get('rounds')} round(s) ({summary.get('stop_reason')})")
-    else:
-        outcome = f"{row['status'].upper()}: {row['reason']}"
+def _report_cell(progress: Progress, cell, status: str, text: str | None, rounds: int) -> None:
+    outcome = f"ok, {rounds} round(s) ({text})" if status == OK else f"{status.upper()}: {text}"
     progress.finish(cell.label, outcome)
+
+
+def _report_wait(progress: Progress, names: str, holder: LockHolder | None) -> None:
+    who = holder.describe() if holder else "a harness that left no owner file"
+    progress.note(f"waiting for {names}: the machine is being measured by {who}")

@@ -1,40 +1,54 @@
-"""`bench runs` and `bench report`: what the store holds."""
+"""`bench runs` and `bench report`: what the store holds, read-only.
+
+Both open the store read-only: a results directory on a read-only disk, or a store
+another harness is writing, reads fine.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
+from bench.analysis import analyse
 from bench.errors import EXIT_OK, UsageError
-from bench.report.notes import device_notes
-from bench.report.table import render
-from bench.store import Store
+from bench.report.export import render_format
+from bench.store import open_store
 
 
 def list_runs(args: argparse.Namespace) -> int:
-    store = Store(args.store)
+    store = open_store(args.store, readonly=True)
     try:
-        for run in store.runs():
-            print(f"{run['id']}  {run['started_at']}  {run['status']:<11} "
-                  f"{run['ok'] or 0}/{run['cells']} ok  {run['label'] or ''}")
+        runs = store.runs()
     finally:
         store.close()
+    if not runs:
+        print(f"no runs in {args.store}")
+    for run in runs:
+        failed = f", {run['failed']} failed" if run["failed"] else ""
+        print(f"{run['id']}  {run['started_at'][:19].replace('T', ' ')} UTC  "
+              f"{run['status']:<11} {run['ok'] or 0}/{run['cells']} ok{failed}  "
+              f"{run['label'] or ''}".rstrip())
     return EXIT_OK
 
 
 def report(args: argparse.Namespace) -> int:
-    store = Store(args.store)
+    store = open_store(args.store, readonly=True)
     try:
-        run_id = args.run_id
+        run_id = args.run_id or store.latest_run_id()
         if run_id is None:
-            runs = store.runs()
-            if not runs:
-                raise UsageError(f"no runs in {args.store}; run `python -m bench run` first")
-            run_id = runs[-1]["id"]
-        store.run(run_id)
-        print(f"run {run_id}")
-        print(render(store.cells(run_id), store.variants(run_id)))
-        for note in device_notes(store, run_id):
-            print(note)
+            raise UsageError(f"no runs in {args.store}; run `python -m bench run` first")
+        facts = store.facts(run_id)
     finally:
         store.close()
+    text = render_format(analyse(facts), args.format)
+    if args.format == "table":
+        text = f"run {run_id} ({facts.run['status']})\n" + text
+    if args.output is not None:
+        try:
+            args.output.write_text(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.output} ({exc.strerror or exc})") from None
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
     return EXIT_OK

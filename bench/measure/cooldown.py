@@ -11,30 +11,25 @@ import time
 
 from bench.devices import Device
 from bench.transports.base import Transport
+from bench.transports.posix import hottest_temperature_c as read_temperature
 
 POLL_S = 1.0
 
 
-def read_temperature(transport: Transport, pattern: str) -> float | None:
-    """Hottest zone matching `pattern` in degrees C (files hold millidegrees), or None."""
-    # The pattern was checked against a safe character set when the device file was loaded,
-    # and is left unquoted on purpose so the device's shell expands the glob.
-    result = transport.run(["sh", "-c", f"cat {pattern} 2>/dev/null"], timeout=30)
-    values = [int(word) for word in result.stdout.split() if word.lstrip("-").isdigit()]
-    return max(values) / 1000.0 if values else None
-
-
 def cool_down(transport: Transport, device: Device, pause_s: float,
               sleep=time.sleep, clock=time.monotonic) -> dict:
-    """Pause, then wait for the threshold; returns what was done, for the round record."""
+    """Pause, then wait for the threshold; what was done, for the device round's record.
+
+    A temperature that cannot be read is None (and the wait ends: nothing to wait on)."""
     record: dict = {"pause_s": pause_s}
     if pause_s > 0:
         sleep(pause_s)
     if device.thermal_max_c is None or device.thermal_zone is None:
         return record
     started = clock()
+    record["timed_out"] = False
     temperature = read_temperature(transport, device.thermal_zone)
-    record["temperature_before_c"] = temperature if temperature is not None else "unknown"
+    record["temperature_before_c"] = temperature
     while temperature is not None and temperature > device.thermal_max_c:
         if clock() - started >= device.thermal_timeout_s:
             record["timed_out"] = True
@@ -42,6 +37,6 @@ def cool_down(transport: Transport, device: Device, pause_s: float,
         sleep(POLL_S)
         temperature = read_temperature(transport, device.thermal_zone)
     record["waited_s"] = round(clock() - started, 3)
-    record["temperature_after_c"] = temperature if temperature is not None else "unknown"
+    record["temperature_after_c"] = temperature
     record["threshold_c"] = device.thermal_max_c
     return record

@@ -1,58 +1,64 @@
-"""Is the machine too noisy to trust? Warnings from each round's environment.
+"""Is the machine too noisy to trust? Warnings from each round's recorded environment.
 
 Thresholds: load average above the cores the runner may use; more runnable processes
-than cores when the round started; CPU steal above 2% (a hypervisor taking our time);
-other processes using a fifth of a core or more during the round; per-round medians
-varying by more than 5% (CV), or iterations inside a round by more than 10%; more
-threads than cores.
+than cores while the round ran; CPU steal above 2% (a hypervisor taking our time); other
+processes using a fifth of a core or more during the round; per-round medians varying
+by more than 5% (CV), or iterations inside a round by more than 10%; more threads than
+cores. Each works on a round's stored readings (a row of the rounds table); a reading
+that is unknown (None) raises no warning and is never taken for zero.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 
 STEAL_LIMIT = 0.02
 ROUNDS_CV_LIMIT = 0.05
 ITERATIONS_CV_LIMIT = 0.10
 
 
-def round_warnings(record: dict, threads: int) -> list[str]:
+def _known(value) -> bool:
+    return value is not None and value == value  # not None, not NaN
+
+
+def round_warnings(row: Mapping, threads: int) -> list[str]:
     """Warnings about one round, from the environment the runner recorded."""
-    env = record.get("environment") or {}
-    cores = len(env.get("affinity") or []) or record.get("cpu_count") or 1
+    cores = row.get("cpus_available")
+    cores = int(cores) if _known(cores) else None
     warnings = []
-    load = (env.get("loadavg") or [None])[0]
-    if load is not None and load > cores:
+    load = row.get("loadavg_1m")
+    if cores and _known(load) and load > cores:
         warnings.append(f"load {load:.1f} above {cores} core(s)")
-    running = env.get("procs_running")
-    if isinstance(running, int) and running > cores:
-        warnings.append(f"{running} runnable processes on {cores} core(s)")
-    steal = env.get("steal")
-    if isinstance(steal, float) and steal > STEAL_LIMIT:
+    running = row.get("procs_running")
+    if cores and _known(running) and running > cores:
+        warnings.append(f"{int(running)} runnable processes on {cores} core(s)")
+    steal = row.get("steal_fraction")
+    if _known(steal) and steal > STEAL_LIMIT:
         warnings.append(f"CPU steal {steal * 100:.1f}%")
-    for process in env.get("busy_processes") or []:
+    for process in row.get("busy_processes") or []:
         warnings.append(f"busy: {process['name']} ({process['cpu_share'] * 100:.0f}% of a core)")
-    if threads > cores:
+    if cores and threads > cores:
         warnings.append(f"{threads} threads on {cores} core(s)")
     return warnings
 
 
-def cell_warnings(records: list[dict], threads: int, rounds_cv: float | None,
+def cell_warnings(rows: Sequence[Mapping], threads: int, rounds_cv: float | None,
                   iterations_cv: float | None) -> list[str]:
     """A cell's warnings, each with how many of its rounds showed it.
 
     A condition seen in fewer than half of the rounds is a passing blip that the median
-    over rounds absorbs; it stays in those rounds' records but is not flagged on the cell.
+    over rounds absorbs; it stays in those rounds' readings but is not flagged on the cell.
     """
     counts: Counter[str] = Counter()
-    for record in records:
-        for warning in dict.fromkeys(_generic(w) for w in round_warnings(record, threads)):
+    for row in rows:
+        for warning in dict.fromkeys(_generic(w) for w in round_warnings(row, threads)):
             counts[warning] += 1
-    out = [f"{w} in {n}/{len(records)} rounds" if len(records) > 1 else w
-           for w, n in counts.most_common() if 2 * n >= len(records)]
-    if rounds_cv is not None and rounds_cv > ROUNDS_CV_LIMIT:
+    out = [f"{w} in {n}/{len(rows)} rounds" if len(rows) > 1 else w
+           for w, n in counts.most_common() if 2 * n >= len(rows)]
+    if _known(rounds_cv) and rounds_cv > ROUNDS_CV_LIMIT:
         out.append(f"round medians vary: CV {rounds_cv * 100:.1f}%")
-    if iterations_cv is not None and iterations_cv > ITERATIONS_CV_LIMIT:
+    if _known(iterations_cv) and iterations_cv > ITERATIONS_CV_LIMIT:
         out.append(f"iterations vary: CV {iterations_cv * 100:.1f}%")
     return out
 

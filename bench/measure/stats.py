@@ -11,47 +11,27 @@ Outliers are kept: the median is robust to them, and p99/max show them.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from bench.results import percentile
+
+__all__ = ["CONFIDENCE", "Estimate", "bootstrap_ci", "cv", "estimate", "estimate_or_none",
+           "paired_ratios", "percentile", "pooled_iteration_ci", "speedup"]
+
 CONFIDENCE = 0.95
 RESAMPLES = 4000
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile, q in [0, 100]."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("no samples")
-    position = (len(ordered) - 1) * q / 100.0
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def cv(values: Sequence[float]) -> float:
-    """Coefficient of variation (stdev / mean); 0 for fewer than two values."""
+def cv(values: Sequence[float]) -> float | None:
+    """Coefficient of variation (stdev / mean); None for fewer than two values."""
     if len(values) < 2:
-        return 0.0
+        return None
     mean = statistics.fmean(values)
-    return statistics.stdev(values) / mean if mean else 0.0
-
-
-def summarize(values: Sequence[float]) -> dict:
-    return {
-        "n": len(values),
-        "median": statistics.median(values),
-        "mean": statistics.fmean(values),
-        "stdev": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "cv": cv(values),
-        "min": min(values),
-        "max": max(values),
-        "p90": percentile(values, 90),
-        "p99": percentile(values, 99),
-    }
+    return statistics.stdev(values) / mean if mean else None
 
 
 @dataclass(frozen=True)
@@ -96,6 +76,12 @@ def estimate(values: Sequence[float], seed: int = 0) -> Estimate:
         return Estimate(center, None, None, len(values))
     low, high = bootstrap_ci(values, seed=seed)
     return Estimate(center, low, high, len(values))
+
+
+def estimate_or_none(values: Sequence[float]) -> Estimate | None:
+    """`estimate`, or None when there are no values (an unknown, not a zero)."""
+    values = [v for v in values if v is not None]
+    return estimate(values) if values else None
 
 
 def paired_ratios(reference: Mapping[int, float], candidate: Mapping[int, float]) -> list[float]:

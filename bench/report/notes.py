@@ -8,7 +8,7 @@ the int8 graph through XNNPACK (DELEGATE nodes seen) or fell back to built-in ke
 
 from __future__ import annotations
 
-from bench.store import Store
+from bench.analysis import Analysis
 
 X86_INT8 = {"avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx_int8": "AMX-INT8"}
 ARM_INT8 = {"asimddp": "dot product (SDOT/UDOT)", "i8mm": "8-bit matrix multiply (I8MM)"}
@@ -32,31 +32,28 @@ def int8_path(flags: set[str]) -> str:
     return "no int8 dot-product feature found in the CPU flags"
 
 
-def device_notes(store: Store, run_id: str) -> list[str]:
+def device_notes(analysis: Analysis) -> list[str]:
+    """One note per measured device: its CPU's int8 path and what ran each int8 graph."""
     notes = []
-    rounds = store.rounds_by_cell(run_id)
-    devices = sorted({key[2] for key in rounds})
-    for device in devices:
-        records = [r for key, by_index in rounds.items() if key[2] == device
-                   for r in by_index.values() if r.get("status") == "ok"]
-        if not records:
+    cells = analysis.cells
+    for device in analysis.devices.to_dict("records"):
+        mine = cells[cells["device"] == device["device"]]
+        if mine.empty or not (mine["rounds"] > 0).any():
             continue
-        flags = set(records[0].get("cpu_flags") or [])
-        cpu = records[0].get("cpu_model") or "unknown CPU"
-        lines = [f"\nwhy is int8 (not) faster on {device}? CPU: {cpu}",
-                 f"  - {int8_path(flags)}"]
-        for key, by_index in sorted(rounds.items()):
-            if key[2] != device or key[1] not in INT8_RECIPES or key[3] != "xnnpack":
+        cpu = device["cpu_model"] or "CPU model not reported"
+        lines = [f"\nwhy is int8 (not) faster on {device['device']}? CPU: {cpu}"]
+        flags = device["cpu_flags"]
+        lines.append(f"  - {int8_path(set(flags))}" if flags else
+                     "  - the device did not report its CPU features")
+        for cell in mine.to_dict("records"):
+            if cell["recipe"] not in INT8_RECIPES or cell["backend"] != "xnnpack" \
+                    or not cell["rounds"]:
                 continue
-            ok = [r for r in by_index.values() if r.get("status") == "ok"]
-            if not ok:
-                continue
-            delegation = ok[0].get("delegation") or {}
-            runtime = ok[0].get("runtime") or {}
             verdict = {"yes": "XNNPACK took the int8 graph",
                        "no": "XNNPACK did NOT take the int8 graph: built-in int8 kernels ran",
-                       }.get(delegation.get("xnnpack"), "whether XNNPACK ran it is unknown")
-            lines.append(f"  - {key[0]} {key[1]}: {verdict} ({delegation.get('evidence', '')}; "
-                         f"{runtime.get('name')} {runtime.get('version')})")
+                       }.get(cell["delegated"], "whether XNNPACK ran it is unknown")
+            evidence = cell["delegation_evidence"] or "no graph evidence"
+            lines.append(f"  - {cell['model']} {cell['recipe']}: {verdict} ({evidence}; "
+                         f"{cell['runtime_name']} {cell['runtime_version']})")
         notes.append("\n".join(lines))
     return notes

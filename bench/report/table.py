@@ -1,129 +1,143 @@
-"""The tables printed at the end of a run: timing per cell, then what each variant is.
+"""The terminal tables: timing per cell, then what each variant is.
 
 Timing, per model, recipe, device, backend and threads: the median latency and p90, each
 with its 95% CI over rounds; how many rounds and why they stopped; the speedup over fp32
 (paired per-round ratios, with CI) on the same backend and against fp32 on the device's
-CPU reference backend; what ran the graph; a `!` where the machine was too noisy.
-Variants, per model and recipe: size, compression over fp32, how the weights are stored,
-and how faithfully the outputs match fp32. Failed and skipped cells stay in the table with
-their reason: a missing number is a result too.
+CPU reference backend; whether the backend's delegate took the graph; a `!` where the
+machine was too noisy. Variants, per model and recipe: size, compression over fp32, and
+how faithfully the outputs match fp32. Failed, fallback and skipped cells stay in the
+table with their reason: a missing number is a result too.
+
+Every figure comes from the analysis frames (`bench.analysis`); this module only formats.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bench.analysis import SAME_BACKEND, VS_CPU_FP32, Analysis
+from bench.keys import REFERENCE_RECIPE
+
 DASH = "-"
 STOP_NAMES = {"target": "target", "max_rounds": "max", "budget": "budget",
               "fixed_rounds": "fixed", "failed": "failed", "device_lost": "lost"}
 
 
-def _ms(us: float | None) -> str:
+def known(value) -> bool:
+    return value is not None and value == value
+
+
+def ms(us: float | None) -> str:
     """Milliseconds with about three significant digits (a one-op model runs in µs)."""
-    if us is None:
+    if not known(us):
         return DASH
-    ms = us / 1000
-    return f"{ms:.2f}" if ms >= 1 else f"{ms:.3f}" if ms >= 0.01 else f"{ms:.4f}"
+    value = us / 1000
+    return f"{value:.2f}" if value >= 1 else f"{value:.3f}" if value >= 0.01 else f"{value:.4f}"
 
 
-def _with_ci(value_us: float | None, ci: dict | None) -> str:
-    text = _ms(value_us)
-    if ci and ci.get("low") is not None:
-        text += f" [{_ms(ci['low'])}, {_ms(ci['high'])}]"
+def with_ci(value_us, low_us, high_us) -> str:
+    text = ms(value_us)
+    if known(low_us) and known(high_us):
+        text += f" [{ms(low_us)}, {ms(high_us)}]"
     return text
 
 
-def _speedup(estimate: dict | None) -> str:
-    if not estimate:
+def ratio(found: dict | None) -> str:
+    if not found:
         return DASH
-    text = f"{estimate['value']:.2f}x"
-    if estimate.get("low") is not None:
-        text += f" [{estimate['low']:.2f}, {estimate['high']:.2f}]"
+    text = f"{found['speedup']:.2f}x"
+    if known(found.get("speedup_low")) and known(found.get("speedup_high")):
+        text += f" [{found['speedup_low']:.2f}, {found['speedup_high']:.2f}]"
     return text
 
 
-def _rounds(cell: dict) -> str:
-    summary = cell.get("summary") or {}
-    if cell["status"] != "ok":
+def model_label(row) -> str:
+    return row["model"] + ("*" if row.get("random_weights") else "")
+
+
+def rounds_text(row) -> str:
+    if row["status"] in ("failed", "skipped") or not row["rounds"]:
         return DASH
-    stop = STOP_NAMES.get(summary.get("stop_reason") or "", summary.get("stop_reason") or "?")
-    return f"{summary.get('rounds', '?')}/{stop}"
+    stop = row["stop_reason"]
+    return f"{row['rounds']}/{STOP_NAMES.get(stop, stop) if stop else 'unfinished'}"
 
 
-def timing_rows(cells: Sequence[dict], variants: Sequence[dict]) -> list[dict]:
-    random_weights = {(v["model"], v["recipe"]) for v in variants if v["random_weights"]}
+def timing_rows(analysis: Analysis) -> list[dict]:
     rows = []
-    for cell in cells:
-        summary = cell.get("summary") or {}
-        speedups = summary.get("speedup") or {}
-        cpu_backend = speedups.get("cpu_backend")
-        star = "*" if (cell["model"], cell["recipe"]) in random_weights else ""
+    for row in analysis.cells.to_dict("records"):
+        key = [row[name] for name in ("model", "recipe", "sha256", "device", "backend",
+                                      "threads")]
+        same = analysis.speedup(key, SAME_BACKEND)
+        cpu = analysis.speedup(key, VS_CPU_FP32)
+        is_reference = row["recipe"] == REFERENCE_RECIPE
+        measured = row["status"] in ("ok", "pending") and row["rounds"]
         rows.append({
-            "model": cell["model"] + star,
-            "recipe": cell["recipe"],
-            "device": cell["device"],
-            "backend": cell["backend"],
-            "thr": str(cell["threads"]),
-            "median ms [95% CI]": _with_ci(cell.get("median_us"), summary.get("ci_us")),
-            "p90 ms [95% CI]": _with_ci(cell.get("p90_us"), summary.get("p90_ci_us")),
-            "rounds": _rounds(cell),
-            "speedup [95% CI]": _speedup(speedups.get("same_backend")),
-            "vs cpu fp32": ("=" if cpu_backend == cell["backend"] and cell["status"] == "ok"
-                            else _speedup(speedups.get("vs_cpu_fp32"))),
-            "xnnpack": (summary.get("delegation") or {}).get("xnnpack", DASH),
-            "status": cell["status"],
-            "!": "!" if summary.get("warnings") else "",
-            "reason": cell.get("reason") or "",
-            "warnings": summary.get("warnings") or [],
-            "cpu_backend": cpu_backend,
-            "reached": summary.get("reached_target"),
-            "stop": summary.get("stop_reason"),
-            "target": summary.get("target"),
+            "model": model_label(row),
+            "recipe": row["recipe"],
+            "device": row["device"],
+            "backend": row["backend"],
+            "thr": str(row["threads"]),
+            "median ms [95% CI]": with_ci(row["median_us"], row["median_us_low"],
+                                          row["median_us_high"]),
+            "p90 ms [95% CI]": with_ci(row["p90_us"], row["p90_us_low"], row["p90_us_high"]),
+            "rounds": rounds_text(row),
+            "speedup [95% CI]": "ref" if is_reference and measured else ratio(same),
+            "vs cpu fp32": "=" if measured and _is_cpu_reference(analysis, row) else ratio(cpu),
+            "delegated": row["delegated"] if known(row["delegated"]) else DASH,
+            "status": row["status"],
+            "!": "!" if row["warnings"] else "",
+            "_row": row,
         })
     return rows
 
 
-def _check_columns(variant: dict) -> tuple[str, str]:
-    if variant["recipe"] == "fp32":
-        return "ref", "ref"
-    check = (variant.get("details") or {}).get("check")
-    if not check or "error" in check:
-        return DASH, DASH
-    agreement = f"{check['top1_agreement'] * 100:.0f}%"
-    if check.get("identical"):
-        return agreement, "exact"
-    return agreement, f"{check['snr_db']:.1f}"
+def _is_cpu_reference(analysis: Analysis, row: dict) -> bool:
+    devices = analysis.devices
+    found = devices[devices["device"] == row["device"]]
+    return not found.empty and found.iloc[0]["cpu_reference_backend"] == row["backend"]
 
 
-def variant_rows(cells: Sequence[dict], variants: Sequence[dict]) -> list[dict]:
-    measured = {(c["model"], c["recipe"]) for c in cells}
-    fp32_size = {v["model"]: v["size_bytes"] for v in variants
-                 if v["recipe"] == "fp32" and v["size_bytes"]}
+def variant_rows(analysis: Analysis) -> list[dict]:
     rows = []
-    for variant in variants:
-        if (variant["model"], variant["recipe"]) not in measured:
+    for variant in analysis.variants.to_dict("records"):
+        if not variant["measured"]:
             continue  # an fp32 reference built only for the output check
-        size, reference = variant.get("size_bytes"), fp32_size.get(variant["model"])
-        agreement, snr = _check_columns(variant)
+        size = variant["size_bytes"]
         rows.append({
-            "model": variant["model"] + ("*" if variant["random_weights"] else ""),
+            "model": model_label(variant),
             "recipe": variant["recipe"],
-            "size MB": f"{size / 1e6:.2f}" if size else DASH,
-            "compr.": f"{reference / size:.2f}x" if size and reference else DASH,
-            "top-1 vs fp32": agreement,
-            "SNR dB": snr,
-            "build": variant.get("status", DASH),
+            "size MB": f"{size / 1e6:.2f}" if known(size) else DASH,
+            "compr.": f"{variant['compression']:.2f}x" if known(variant["compression"])
+            else DASH,
+            "top-1 vs fp32": _agreement(variant),
+            "SNR dB": _snr(variant),
+            "build": variant["status"],
         })
     return rows
+
+
+def _agreement(variant: dict) -> str:
+    if variant["recipe"] == REFERENCE_RECIPE:
+        return "ref"
+    value = variant["check_top1_agreement"]
+    return f"{value * 100:.0f}%" if known(value) else DASH
+
+
+def _snr(variant: dict) -> str:
+    if variant["recipe"] == REFERENCE_RECIPE:
+        return "ref"
+    if variant["check_identical"]:
+        return "exact"
+    value = variant["check_snr_db"]
+    return f"{value:.1f}" if known(value) else DASH
 
 
 NUMERIC = {"thr", "median ms [95% CI]", "p90 ms [95% CI]", "rounds", "speedup [95% CI]",
            "vs cpu fp32", "size MB", "compr.", "top-1 vs fp32", "SNR dB"}
-HIDDEN = {"reason", "warnings", "cpu_backend", "reached", "target", "stop"}
 
 
 def format_table(rows: list[dict], drop: Sequence[str] = ()) -> list[str]:
-    columns = [c for c in rows[0] if c not in HIDDEN and c not in drop]
+    columns = [c for c in rows[0] if not c.startswith("_") and c not in drop]
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
 
     def line(values: dict) -> str:
@@ -134,66 +148,68 @@ def format_table(rows: list[dict], drop: Sequence[str] = ()) -> list[str]:
         [line(r) for r in rows]
 
 
-def in_plan_order(cells: Sequence[dict], variants: Sequence[dict]) -> list[dict]:
-    """Cells in the order their variants were planned, not the order they finished."""
-    rank = {(v["model"], v["recipe"]): i for i, v in enumerate(variants)}
-    backends: dict[str, int] = {}
-    for cell in cells:
-        backends.setdefault(cell["backend"], len(backends))
-    return sorted(cells, key=lambda c: (rank.get((c["model"], c["recipe"]), len(rank)),
-                                        c["device"], backends[c["backend"]], c["threads"]))
-
-
-def render(cells: Sequence[dict], variants: Sequence[dict], width: int = 120) -> str:
-    cells = in_plan_order(cells, variants)
-    rows = timing_rows(cells, variants)
-    if not rows:
-        return "no cells measured"
+def dropped_columns(rows: list[dict]) -> list[str]:
     drop = []
     if len({r["device"] for r in rows}) == 1:
         drop.append("device")
     if all(r["vs cpu fp32"] in ("=", DASH) for r in rows):
         drop.append("vs cpu fp32")
+    return drop
+
+
+def render(analysis: Analysis, width: int = 120) -> str:
+    rows = timing_rows(analysis)
+    if not rows:
+        return "no cells in this run"
+    drop = dropped_columns(rows)
     out = format_table(rows, drop)
-    problems = [r for r in rows if r["status"] != "ok"]
+    problems = [r["_row"] for r in rows if r["status"] not in ("ok", "pending")]
     if problems:
         out.append("")
-        for r in problems:
-            out.append(f"{r['status'].upper()}: {_where(r)}: {_clip(r['reason'], width)}")
-    noisy = [r for r in rows if r["warnings"]]
+        out += [f"{p['status'].upper()}: {where(p)}: {clip(p['reason'] or '', width)}"
+                for p in problems]
+    unfinished = [r["_row"] for r in rows if r["status"] == "pending"]
+    if unfinished:
+        out += ["", f"{len(unfinished)} cell(s) unfinished (run interrupted or a device was "
+                "unusable): their figures are from the rounds measured so far; "
+                f"`bench run --resume {analysis.run['id']}` finishes them."]
+    noisy = [r["_row"] for r in rows if r["_row"]["warnings"]]
     if noisy:
         out += ["", "! noisy measurements (figures reported, not to be trusted blindly):"]
-        out += [f"  {_where(r)}: {'; '.join(r['warnings'])}" for r in noisy]
-    measured = [r for r in rows if r["status"] == "ok" and r["target"]
-                and r["stop"] in ("target", "max_rounds", "budget")]
-    if measured:
-        reached = sum(bool(r["reached"]) for r in measured)
-        out += ["", f"{reached} of {len(measured)} cells reached the ±"
-                f"{measured[0]['target'] * 100:g}% target (rounds: count/why they stopped)."]
-    variant_table = variant_rows(cells, variants)
-    if variant_table:
-        out += ["", *format_table(variant_table)]
+        out += [f"  {where(r)}: {'; '.join(r['warnings'])}" for r in noisy]
+    adaptive = [r["_row"] for r in rows if r["status"] == "ok" and known(r["_row"]["target"])
+                and r["_row"]["stop_reason"] in ("target", "max_rounds", "budget")]
+    if adaptive:
+        reached = sum(bool(r["reached_target"]) for r in adaptive)
+        out += ["", f"{reached} of {len(adaptive)} cells reached the ±"
+                f"{adaptive[0]['target'] * 100:g}% target (rounds: count/why they stopped)."]
+    variants = variant_rows(analysis)
+    if variants:
+        out += ["", *format_table(variants)]
     if any(r["model"].endswith("*") for r in rows):
         out += ["", "* random weights (seeded): latency and size are real; top-1 and SNR only "
                 "say how faithfully the conversion\n  reproduces a random network, whose "
                 "signal can vanish in int8. Trained weights give accuracy figures."]
-    references = sorted({r["cpu_backend"] for r in rows if r["cpu_backend"]})
     out += ["", "median / p90: median of per-round values, 95% CI bootstrapped over rounds (a "
             "round is a fresh runner process).",
             "speedup: per-round ratios fp32 / this (same model, device, backend, threads, "
-            "round), their median and 95% CI."]
+            "round), their median and 95% CI; ref: the fp32 reference itself."]
     if "vs cpu fp32" not in drop:
+        backends = sorted({b for b in analysis.devices["cpu_reference_backend"] if known(b)})
         out.append(f"vs cpu fp32: the same against fp32 on the device's CPU reference backend "
-                   f"({', '.join(references)}).")
-    out.append("xnnpack: DELEGATE nodes seen in the graph (yes/no/unknown). compr.: fp32 size / "
-               "this size. top-1 / SNR: outputs vs fp32 on 8 fixed inputs.")
+                   f"({', '.join(backends)}; '=': this is that backend).")
+    out.append("delegated: the backend's delegate took (part of) the graph, from DELEGATE "
+               "nodes (yes/no/unknown; cpu runs none). compr.: fp32 size / this size. "
+               "top-1 / SNR: outputs vs fp32 on 8 fixed inputs.")
     return "\n".join(out)
 
 
-def _where(row: dict) -> str:
-    return f"{row['model']} {row['recipe']} on {row['device']}/{row['backend']}/t{row['thr']}"
+def where(row) -> str:
+    return f"{model_label(row)} {row['recipe']} on {row['device']}/{row['backend']}/t" \
+        f"{row['threads']}"
 
 
-def _clip(text: str, width: int) -> str:
-    text = " ".join(text.split())
+def clip(text: str, width: int) -> str:
+    text = " ".join(str(text).split())
     return text if len(text) <= 2 * width else text[: 2 * width - 3] + "..."
+

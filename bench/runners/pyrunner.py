@@ -5,10 +5,12 @@ imports nothing from the project: only the standard library, numpy and whichever
 TFLite interpreter module the device has. It must keep working on Python 3.8.
 
 Usage:  python -I pyrunner.py JOB.json RESULT.json
+        python -I pyrunner.py --probe          (one line: BENCH-PROBE {json})
 
 The job and the result are JSON files, never stdout: native libraries print there.
 The result is written even when the round fails, with the error as text; the exit
-code is 0 when a result was written, whatever its status.
+code is 0 when a result was written, whatever its status. A figure the runner cannot
+know is null, never 0 or a placeholder string.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import sys
 import time
 import traceback
 
-SCHEMA_VERSION = 1
-RUNNER_VERSION = "2"
+JOB_SCHEMA_VERSION = 1
+RESULT_SCHEMA_VERSION = 2  # 2: init_us, peak_memory_bytes; null for unknown readings
+RUNNER_VERSION = "3"
+PROBE_PREFIX = "BENCH-PROBE "
 
 # Module candidates for `tflite_module = "auto"`, most capable first.
 AUTO_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
@@ -49,16 +53,16 @@ def read_text(path, default=""):
 
 
 def cpu_description():
-    """CPU model name and feature flags, as the kernel reports them."""
-    model, flags = platform.processor() or "unknown", []
+    """CPU model name and feature flags, as the kernel reports them (None: not reported)."""
+    model, flags = platform.processor() or None, []
     for line in read_text("/proc/cpuinfo").splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()
-        if key in ("model name", "hardware", "cpu model") and model in ("unknown", ""):
-            model = value.strip()
+        if key in ("model name", "hardware", "cpu model") and not model:
+            model = value.strip() or None
         elif key in ("flags", "features") and not flags:
             flags = value.split()
-    return model or "unknown", flags
+    return model, flags
 
 
 def load_average():
@@ -100,12 +104,14 @@ def process_times():
 
 
 def governor():
+    """The CPU frequency governor(s) of the CPUs we may run on, or None if unreadable."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
     values = set()
     for cpu in cpus:
         value = read_text("/sys/devices/system/cpu/cpu%d/cpufreq/scaling_governor" % cpu)
-        values.add(value.strip() or "unknown")
-    return ",".join(sorted(values))
+        if value.strip():
+            values.add(value.strip())
+    return ",".join(sorted(values)) if values else None
 
 
 def temperature_c():
@@ -158,9 +164,9 @@ def environment_report(start):
         # The runner counts itself; the median of three samples ignores a passing blip.
         "procs_running": sorted(samples)[len(samples) // 2] if samples else None,
         "procs_running_samples": samples,
-        "steal": steal if steal is not None else "unknown",
-        "governor": governor() or "unknown",
-        "temperature_c": temperature if temperature is not None else "unknown",
+        "steal": steal,
+        "governor": governor(),
+        "temperature_c": temperature,
         "affinity": affinity,
         "busy_processes": busy[:5],
         "wall_s": wall,
@@ -232,9 +238,10 @@ def runtime_version(module_name):
         import importlib
 
         top = importlib.import_module(module_name.split(".")[0])
-        return str(getattr(top, "__version__", "unknown"))
+        version = getattr(top, "__version__", None)
+        return str(version) if version else None
     except Exception:
-        return "unknown"
+        return None
 
 
 def make_interpreter(module, job):
@@ -257,16 +264,17 @@ def make_interpreter(module, job):
 
 
 def delegate_evidence(interpreter, backend):
-    """What actually ran the graph, from delegate nodes in the interpreter's graph.
+    """Did the backend's delegate take the graph? From DELEGATE nodes in the graph.
 
-    After XNNPACK is applied, the nodes it took are replaced by DELEGATE nodes. No such
-    node means XNNPACK took nothing; we never infer it from dtypes or speed.
+    After a delegate is applied, the nodes it took are replaced by DELEGATE nodes. None
+    means it took nothing; we never infer it from dtypes or speed. Backend 'cpu' runs
+    with no delegate at all, so 'no' is what it should say.
     """
     try:
         ops = interpreter._get_ops_details()
     except Exception as exc:
-        return {"xnnpack": "unknown", "delegate_nodes": None, "nodes": None,
-                "evidence": "op details unavailable: %s" % exc}
+        return {"backend": backend, "delegated": "unknown", "delegate_nodes": None,
+                "nodes": None, "evidence": "op details unavailable: %s" % exc}
     delegate_nodes = sum(1 for op in ops if op.get("op_name") == "DELEGATE")
     model_nodes = len(ops) - delegate_nodes
     if backend == "cpu":
@@ -274,7 +282,8 @@ def delegate_evidence(interpreter, backend):
     else:
         verdict = "yes" if delegate_nodes else "no"
     return {
-        "xnnpack": verdict,
+        "backend": backend,
+        "delegated": verdict,
         "delegate_nodes": delegate_nodes,
         "nodes": model_nodes,
         "evidence": "%d DELEGATE node(s) replaced parts of the %d-node graph"
@@ -329,10 +338,17 @@ def timed_loop(interpreter, job):
 
 def set_affinity(cpus):
     if not cpus:
-        return None
+        return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     if not hasattr(os, "sched_setaffinity"):
         raise RunnerFailure("this platform cannot pin CPUs; remove 'cpus' from the device file")
-    os.sched_setaffinity(0, set(int(c) for c in cpus))
+    available = sorted(os.sched_getaffinity(0))
+    wanted = set(int(c) for c in cpus)
+    if not wanted <= set(available):
+        raise RunnerFailure("cannot pin to CPU(s) %s: this device lets the runner use CPUs %s; "
+                            "fix `cpus` in the device file or --cpus"
+                            % (",".join(str(c) for c in sorted(wanted - set(available))),
+                               ",".join(str(c) for c in available)))
+    os.sched_setaffinity(0, wanted)
     return sorted(os.sched_getaffinity(0))
 
 
@@ -353,7 +369,7 @@ def measure(job, result):
     started = now_s()
     interpreter = make_interpreter(module, job)
     interpreter.allocate_tensors()
-    result["init_ms"] = (now_s() - started) * 1000.0
+    result["init_us"] = (now_s() - started) * 1e6
     result["delegation"] = delegate_evidence(interpreter, job["backend"])
 
     for index, value in make_inputs(numpy, interpreter, int(job.get("input_seed", 0))):
@@ -364,7 +380,8 @@ def measure(job, result):
     environment["procs_running_mid"] = proc_stat()[1]
     result["warmup_runs"], result["latencies_us"] = timed_loop(interpreter, job)
     peak = peak_rss_kib()
-    result["peak_memory_kib"] = peak - baseline_kib if None not in (peak, baseline_kib) else None
+    result["peak_memory_bytes"] = ((peak - baseline_kib) * 1024
+                                   if None not in (peak, baseline_kib) else None)
     result["memory_method"] = "VmHWM after clear_refs minus VmRSS" if reset_ok else "maxrss delta"
     result["environment"] = environment_report(environment)
 
@@ -372,7 +389,7 @@ def measure(job, result):
 def run(job_path, result_path):
     cpu_model, cpu_flags = cpu_description()
     result = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": RESULT_SCHEMA_VERSION,
         "runner_version": RUNNER_VERSION,
         "status": "failed",
         "error": None,
@@ -388,9 +405,9 @@ def run(job_path, result_path):
     try:
         with open(job_path) as handle:
             job = json.load(handle)
-        if job.get("schema_version") != SCHEMA_VERSION:
+        if job.get("schema_version") != JOB_SCHEMA_VERSION:
             raise RunnerFailure("job schema %r, runner expects %d; push the matching runner"
-                                % (job.get("schema_version"), SCHEMA_VERSION))
+                                % (job.get("schema_version"), JOB_SCHEMA_VERSION))
         result["job"] = job
         measure(job, result)
         result["status"] = "ok"
@@ -409,8 +426,38 @@ def run(job_path, result_path):
     return 0
 
 
+def probe():
+    """What this device offers the runner: Python, numpy, TFLite modules, CPU."""
+    import importlib
+
+    cpu_model, cpu_flags = cpu_description()
+    out = {"runner_version": RUNNER_VERSION, "python": sys.version.split()[0],
+           "machine": platform.machine(), "platform": platform.platform(),
+           "cpu_model": cpu_model, "cpu_flags": cpu_flags, "cpu_count": os.cpu_count(),
+           "runtimes": {}, "runtime_errors": {}}
+    try:
+        import numpy
+
+        out["numpy"] = numpy.__version__
+    except Exception as exc:
+        out["numpy"] = None
+        out["numpy_error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    for name in AUTO_MODULES:
+        try:
+            importlib.import_module(name)
+            out["runtimes"][name] = {"version": runtime_version(name)}
+        except Exception as exc:
+            out["runtimes"][name] = None
+            out["runtime_errors"][name] = (str(exc).splitlines()[0] if str(exc)
+                                           else type(exc).__name__)
+    sys.stdout.write(PROBE_PREFIX + json.dumps(out) + "\n")
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--probe"]:
+        sys.exit(probe())
     if len(sys.argv) != 3:
-        sys.stderr.write("usage: pyrunner.py JOB.json RESULT.json\n")
+        sys.stderr.write("usage: pyrunner.py JOB.json RESULT.json | pyrunner.py --probe\n")
         sys.exit(2)
     sys.exit(run(sys.argv[1], sys.argv[2]))

@@ -1,8 +1,12 @@
 """The transport interface: the only way measurement code reaches a device.
 
-Push files, run a command with a timeout, pull files, close. The measurement code
-never knows whether the device is this machine, a board over SSH or a phone over
-ADB; each transport maps these four verbs onto its own channel.
+Push files, run a command with a timeout, pull files, say which machine is behind it,
+close. The measurement code never knows whether the device is this machine, a board
+over SSH or a phone over ADB; each transport maps these verbs onto its own channel.
+
+Two kinds of failure: `TransportError`, the link dropped (transports retry those with
+backoff before giving up), and `RemoteError`, the device answered and said no (disk
+full, no such file, host key refused), which is never retried.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ class RemoteError(TransportError):
 
 
 class Transport(Protocol):
+    # Where the machine-level lock lives on this kind of device (one place per machine,
+    # whatever device file or work directory reaches it).
+    lock_dir: str
+
     def push(self, local: Path, remote: str) -> None:
         """Copy a local file to `remote` (a path on the device)."""
 
@@ -45,6 +53,9 @@ class Transport(Protocol):
 
     def exists(self, remote: str) -> bool:
         """Whether the device already holds `remote` (used to skip staging)."""
+
+    def identity(self) -> str:
+        """The machine behind the device (machine-id, else hostname; a phone's serial)."""
 
     def close(self) -> None:
         """Release connections; killing anything still running."""

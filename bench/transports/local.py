@@ -4,31 +4,48 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-from bench.transports.base import CommandResult, TransportError
+from bench.transports.base import CommandResult, RemoteError, TransportError
 
 
 class LocalTransport:
+    lock_dir = "/tmp"
+
     def __init__(self) -> None:
         self._running: subprocess.Popen | None = None
 
+    def identity(self) -> str:
+        """This machine's machine-id, else its hostname (as any POSIX device answers)."""
+        try:
+            text = Path("/etc/machine-id").read_text().strip()
+        except OSError:
+            text = ""
+        return text or platform.node()
+
     def push(self, local: Path, remote: str) -> None:
         target = Path(remote)
-        target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
-        shutil.copyfile(local, partial)
-        os.replace(partial, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, partial)
+            os.replace(partial, target)
+        except OSError as exc:  # full disk, no permission: an answer, not a dropped link
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise RemoteError(f"cannot write {remote} ({exc.strerror or exc}); is the disk "
+                              "full or the work_dir not writable?") from None
 
     def pull(self, remote: str, local: Path) -> None:
         try:
             shutil.copyfile(remote, local)
         except FileNotFoundError:
-            raise TransportError(f"no such file on the device: {remote}") from None
+            raise RemoteError(f"no such file on the device: {remote}") from None
 
     def exists(self, remote: str) -> bool:
         return Path(remote).is_file()

@@ -13,6 +13,7 @@ started on the board, not only the SSH channel.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shlex
 import time
@@ -20,13 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bench.transports.base import CommandResult, RemoteError, TransportError
+from bench.transports.posix import machine_identity
 
 RECONNECT_DELAYS_S = (1.0, 2.0, 4.0)
 
 
+PGID_PREFIX = "BENCH-PGID "
+
+# paramiko logs its own failures (with tracebacks) through `logging`; with no handler
+# configured, Python would print them to stderr next to our one-line message.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+
 class HostKeyRefused(RemoteError):
     """The server's key is unknown or changed: a security refusal, never retried."""
-PGID_PREFIX = "BENCH-PGID "
+
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,8 @@ def remote_command(argv: list[str]) -> str:
 
 
 class SSHTransport:
+    lock_dir = "/tmp"
+
     def __init__(self, settings: SSHSettings, device_file: str = "the device file"):
         self.settings = settings
         self.device_file = device_file
@@ -107,6 +118,12 @@ class SSHTransport:
                     f"trust it with `ssh-keyscan -p {settings.port} {settings.host} >> {known}`, "
                     f"or set trust_on_first_use = true under [ssh] in {self.device_file}"
                 ) from None
+            if "banner" in str(exc).lower():
+                raise TransportError(
+                    f"{settings.target} accepted the connection but sent no SSH banner within "
+                    f"{settings.connect_timeout_s:g} s: is an SSH server answering on that "
+                    f"port, and is the board responsive? (connect_timeout_s in "
+                    f"{self.device_file})") from None
             raise TransportError(f"ssh to {settings.target} failed: {exc}") from None
         except (OSError, EOFError) as exc:
             raise TransportError(f"cannot reach {settings.target}: {exc}") from None
@@ -264,6 +281,9 @@ class SSHTransport:
             channel.close()
         except Exception:
             pass
+
+    def identity(self) -> str:
+        return machine_identity(self)
 
     def close(self) -> None:
         self._drop()

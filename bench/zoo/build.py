@@ -26,15 +26,6 @@ AS_IS = "file"  # the recipe name of a user's .tflite, benchmarked as it is
 
 
 @dataclass(frozen=True)
-class BadModel:
-    """A model argument that could not be resolved; its cells fail with `error`."""
-
-    name: str
-    error: str
-    random_weights: bool = False
-
-
-@dataclass(frozen=True)
 class BuildOptions:
     calibration_size: int = DEFAULT_CALIBRATION_SIZE
     float_io: bool = False
@@ -76,7 +67,7 @@ def _directory_digest(path: Path) -> str:
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
-def recipes_for(spec: ModelSpec | BadModel, recipes: list[str]) -> list[str]:
+def recipes_for(spec: ModelSpec, recipes: list[str]) -> list[str]:
     """The recipes a model is measured in: a .tflite file only as it is."""
     if isinstance(spec, UserModel) and spec.kind == "tflite":
         return [AS_IS]
@@ -104,16 +95,11 @@ class VariantBuilder:
         self.on_event = on_event
         self.converted = 0
 
-    def build(self, specs: list[ModelSpec | BadModel], recipes: list[str]) -> dict:
+    def build(self, specs: list[ModelSpec], recipes: list[str]) -> dict:
         """{(model name, recipe): Variant}; fp32 is always built as the reference."""
         variants: dict[tuple[str, str], Variant] = {}
         missing: list[dict] = []
         for spec in specs:
-            if isinstance(spec, BadModel):
-                for recipe in recipes:
-                    variants[spec.name, recipe] = Variant(spec.name, recipe, "failed",
-                                                          error=spec.error)
-                continue
             if isinstance(spec, UserModel) and spec.kind == "tflite":
                 variants[spec.name, AS_IS] = user_tflite_variant(spec)
                 continue
@@ -142,6 +128,11 @@ class VariantBuilder:
                 })
         if missing:
             self._run_worker(missing, variants)
+        for spec in specs:
+            source = spec.name if isinstance(spec, ZooModel) else str(spec.path)
+            for (model, _), variant in variants.items():
+                if model == spec.name:
+                    variant.source = source
         return variants
 
     def _run_worker(self, requests: list[dict], variants: dict) -> None:

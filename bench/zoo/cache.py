@@ -47,6 +47,7 @@ class Variant:
     key: dict = field(default_factory=dict)
     check: dict | None = None  # output check against the model's fp32 variant
     cached: bool = False
+    source: str | None = None  # the zoo name or the user's file path it was built from
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +74,8 @@ class VariantCache:
             return None  # damaged or edited by hand: rebuild
         variant.path = str(model_path)
         variant.cached = True
+        if variant.check and variant.check.get("snr_db") == -999.0:
+            variant.check["snr_db"] = None  # an older release's stand-in for "no signal"
         return variant
 
     def save(self, variant: Variant) -> None:
@@ -81,6 +84,7 @@ class VariantCache:
         directory.mkdir(parents=True, exist_ok=True)
         meta = variant.to_dict()
         meta.pop("cached", None)
+        meta.pop("source", None)  # the same bytes may come from another path next time
         meta["path"] = None
         atomic_write(directory / "meta.json", json.dumps(meta, indent=1, sort_keys=True).encode())
 

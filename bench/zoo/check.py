@@ -65,13 +65,12 @@ def fixed_inputs(path: Path, count: int = CHECK_INPUTS) -> list[np.ndarray]:
 
 
 def snr_db(reference: np.ndarray, output: np.ndarray) -> float | None:
-    """SNR in dB; None when the outputs are identical (infinite SNR has no JSON form)."""
+    """SNR in dB; None when it has no finite value: identical outputs (infinite SNR,
+    which `identical` reports) or an all-zero reference (no signal to compare)."""
     noise = float(np.sum((reference - output) ** 2))
     signal = float(np.sum(reference**2))
-    if noise == 0.0:
+    if noise == 0.0 or signal == 0.0:
         return None
-    if signal == 0.0:
-        return -999.0
     return float(10.0 * np.log10(signal / noise))
 
 
@@ -92,5 +91,6 @@ def compare_outputs(reference: Path, candidate: Path, count: int = CHECK_INPUTS)
         "seed": CHECK_SEED,
         "top1_agreement": sum(agree) / len(agree),
         "snr_db": snr_db(ref_all, cand_all),
+        "reference_is_zero": not bool(np.any(ref_all)),
         "identical": bool(np.array_equal(ref_all, cand_all)),
     }

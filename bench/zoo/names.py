@@ -11,6 +11,11 @@ Grammar::
 
 A model that is not a zoo name is a path: a `.tflite` file (benchmarked as is), a
 Keras file (`.keras`, `.h5`) or a SavedModel directory (converted by the recipes).
+
+A list of models (`--models`) is comma-separated; an item `KEY=VALUE` belongs to the model
+before it, so `mobilenet_v2@160,alpha=0.5,resnet50` is two models. Two user files with the
+same name (`v1/model.tflite,v2/model.tflite`) are told apart by as much of their path as
+it takes (`v1/model`, `v2/model`).
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ class UserModel:
     """A model file the user brings."""
 
     path: Path
+    label: str | None = None  # set when the file's stem alone would be ambiguous
 
     @property
     def kind(self) -> str:
@@ -88,6 +94,8 @@ class UserModel:
 
     @property
     def name(self) -> str:
+        if self.label:
+            return self.label
         return self.path.stem if self.path.suffix else self.path.name
 
     @property
@@ -136,6 +144,69 @@ def parse_model(text: str) -> ModelSpec:
         raise UsageError(f"{text}: unknown option(s) {', '.join(sorted(options))}; "
                          f"{arch_name} takes {arch.options_help}")
     return ZooModel(arch=arch_name, size=size, alpha=alpha, weights=weights, seed=seed)
+
+
+_OPTION_ITEM = re.compile(r"^[a-z_]+=[^/]*$")
+
+
+def split_model_list(text: str) -> list[str]:
+    """Model names from a comma-separated list; `KEY=VALUE` items join the model before."""
+    names: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        is_option = _OPTION_ITEM.match(item) and not item.endswith(USER_SUFFIXES)
+        if is_option and names:
+            names[-1] += "," + item
+        elif is_option:
+            raise UsageError(f"model list {text!r} starts with an option ({item}); options "
+                             "follow a model name, e.g. mobilenet_v2@160,alpha=0.5")
+        else:
+            names.append(item)
+    if not names:
+        raise UsageError("no model given; name zoo models (see `bench models list`) or files")
+    return names
+
+
+def parse_models(names: list[str]) -> list[ModelSpec]:
+    """Parse every name (a UsageError for the first unreadable one), drop repeats, and
+    give user files that share a name as much of their path as tells them apart."""
+    specs: list[ModelSpec] = []
+    for name in names:
+        spec = parse_model(name)
+        if spec not in specs:
+            specs.append(spec)
+    return unique_names(specs)
+
+
+def unique_names(specs: list[ModelSpec]) -> list[ModelSpec]:
+    taken = [s.name for s in specs if isinstance(s, ZooModel)]
+    users = [s for s in specs if isinstance(s, UserModel)]
+    depth = {id(s): 1 for s in users}
+
+    def label(spec: UserModel) -> str:
+        parts = spec.path.with_suffix("").parts if spec.path.suffix else spec.path.parts
+        return "/".join(parts[-depth[id(spec)]:])
+
+    while True:
+        labels = [label(s) for s in users]
+        clashes = {x for x in labels if labels.count(x) > 1 or x in taken}
+        grown = False
+        for spec in users:
+            parts = spec.path.parts
+            if label(spec) in clashes and depth[id(spec)] < len(parts):
+                depth[id(spec)] += 1
+                grown = True
+        if not grown:
+            break
+    out = []
+    for spec in specs:
+        if isinstance(spec, UserModel):
+            name = label(spec)
+            default = spec.path.stem if spec.path.suffix else spec.path.name
+            spec = UserModel(spec.path, None if name == default else name)
+        out.append(spec)
+    return out
 
 
 def _user_model(path: Path) -> UserModel:

@@ -1,0 +1,306 @@
+"""Facts in, figures out: the one place where stored facts become figures.
+
+`analyse(facts)` turns a run's stored facts (`bench.store.RunFacts`) into tidy pandas
+DataFrames — rounds, cells, speedups, warnings, variants, devices. The terminal table,
+`bench report` in every format, the JSON export, and later the dashboard and the
+regression gate all read these frames and derive nothing of their own. Nothing here
+writes anywhere; the same facts always give the same frames.
+
+Rules, each applied here and nowhere else:
+- A round is usable when it succeeded and its device round completed (every cell planned
+  in it was measured in one session). A round of an interrupted device round is kept in
+  the store and counted, but left out of figures and pairing: its cells were measured
+  again in a new whole round.
+- A cell's latency is the median of its usable per-round medians, with a 95% interval
+  over rounds; p90, init and first-inference times likewise.
+- A delegate backend that took none of the graph (xnnpack with zero DELEGATE nodes) ran
+  built-in kernels: the cell's status is `fallback`, with the evidence, and no speedup is
+  reported for it or against it as if the delegate had run.
+- Speedups are paired per-round ratios fp32 / variant over rounds both cells measured, on
+  the same backend, and against fp32 on the device's first declared CPU backend.
+- Unknown is None (NaN in a frame), never 0.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from bench.keys import KEY_COLUMNS, REFERENCE_RECIPE, CellKey, ReferenceKey
+from bench.measure.noise import cell_warnings
+from bench.measure.stats import Estimate, cv, estimate_or_none, paired_ratios
+from bench.measure.stopping import on_target
+from bench.store.base import RunFacts
+
+CPU_BACKENDS = ("xnnpack", "cpu")  # what runs on the CPU; the first declared is the reference
+DELEGATE_BACKENDS = ("xnnpack", "gpu", "nnapi", "hexagon", "external")
+FALLBACK = "fallback"
+SAME_BACKEND, VS_CPU_FP32 = "same_backend", "vs_cpu_fp32"
+
+
+@dataclass
+class Analysis:
+    run: dict
+    rounds: pd.DataFrame
+    cells: pd.DataFrame
+    speedups: pd.DataFrame
+    warnings: pd.DataFrame
+    variants: pd.DataFrame
+    devices: pd.DataFrame
+
+    def speedup(self, key: Sequence, reference: str) -> dict | None:
+        """One speedup row as a dict, or None."""
+        frame = self.speedups
+        if frame.empty:
+            return None
+        mask = frame["reference"] == reference
+        for name, value in zip(KEY_COLUMNS, key, strict=True):
+            if name != "sha256":
+                mask &= frame[name] == value
+        found = frame[mask]
+        return None if found.empty else found.iloc[0].to_dict()
+
+
+def _estimate_columns(prefix: str, found: Estimate | None) -> dict:
+    if found is None:
+        return {prefix: None, f"{prefix}_low": None, f"{prefix}_high": None}
+    return {prefix: found.value, f"{prefix}_low": found.low, f"{prefix}_high": found.high}
+
+
+def _frame(rows: list[dict], columns: Iterable[str]) -> pd.DataFrame:
+    columns = list(columns)
+    frame = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    return frame.astype(object).where(frame.notna(), None) if rows else frame
+
+
+def _key(row: dict) -> CellKey:
+    return CellKey(*(row[name] for name in KEY_COLUMNS))
+
+
+def _present(value) -> bool:
+    return value is not None and value == value
+
+
+def analyse(facts: RunFacts) -> Analysis:
+    complete = {(r["device"], r["round"]): r["finished_at"] is not None
+                for r in facts.device_rounds}
+    rounds = []
+    for row in facts.rounds:
+        ok = row["status"] == "ok" and _present(row["median_us"])
+        whole = complete.get((row["device"], row["round"]), False)
+        std, mean = row.get("std_us"), row.get("mean_us")
+        rounds.append({**row, "complete": whole, "usable": ok and whole,
+                       "iterations_cv": std / mean if _present(std) and mean else None})
+    by_cell: dict[str, list[dict]] = {}
+    for row in rounds:
+        by_cell.setdefault(row["cell_id"], []).append(row)
+
+    devices = _devices(facts)
+    reference_backend = {d["device"]: d["cpu_reference_backend"] for d in devices}
+    random_weights = {(v["model"], v["recipe"]): bool(v["random_weights"])
+                      for v in facts.variants}
+    sizes = {(v["model"], v["recipe"]): v["size_bytes"] for v in facts.variants}
+    cells, warnings, medians = [], [], {}
+    for cell in facts.cells:
+        row, cell_warns, usable = _cell(cell, by_cell.get(cell["cell_id"], []))
+        row["random_weights"] = random_weights.get((cell["model"], cell["recipe"]), False)
+        row["size_bytes"] = sizes.get((cell["model"], cell["recipe"]))
+        cells.append(row)
+        key = _key(cell)
+        warnings += [{**key._asdict(), "warning": text} for text in cell_warns]
+        if row["status"] in ("ok", "pending"):
+            medians[key.as_reference] = {r["round"]: r["median_us"] for r in usable}
+    speedups = _speedups(facts.cells, cells, medians, reference_backend)
+    return Analysis(
+        run=facts.run,
+        rounds=_frame(rounds, list(rounds[0]) if rounds else
+                      [*KEY_COLUMNS, "cell_id", "round", "complete", "usable"]),
+        cells=_frame(cells, CELL_COLUMNS),
+        speedups=_frame(speedups, SPEEDUP_COLUMNS),
+        warnings=_frame(warnings, [*KEY_COLUMNS, "warning"]),
+        variants=_frame(_variants(facts), VARIANT_COLUMNS),
+        devices=_frame(devices, DEVICE_COLUMNS),
+    )
+
+
+CELL_COLUMNS = [
+    *KEY_COLUMNS, "cell_id", "position", "status", "reason", "stop_reason", "protocol_version",
+    "target", "reached_target", "rounds", "incomplete_rounds", "failed_rounds",
+    "median_us", "median_us_low", "median_us_high", "median_rel_half_width",
+    "p90_us", "p90_us_low", "p90_us_high", "p99_us", "max_us", "rounds_cv", "iterations_cv",
+    "init_us", "init_us_low", "init_us_high",
+    "first_inference_us", "first_inference_us_low", "first_inference_us_high",
+    "peak_memory_bytes", "delegated", "delegate_nodes", "graph_nodes", "delegation_evidence",
+    "runtime_name", "runtime_version", "max_loadavg", "max_steal_fraction",
+    "max_temperature_c", "governor", "warnings", "random_weights", "size_bytes",
+]
+
+
+def _cell(cell: dict, rounds: list[dict]) -> tuple[dict, list[str], list[dict]]:
+    """A cell's figures from its rounds; its warnings; its usable rounds."""
+    usable = sorted((r for r in rounds if r["usable"]), key=lambda r: r["round"])
+    incomplete = [r for r in rounds if r["status"] == "ok" and not r["complete"]]
+    failed = [r for r in rounds if r["status"] != "ok"]
+    status, reason = cell["status"], cell["reason"]
+    medians = [r["median_us"] for r in usable]
+    latency = estimate_or_none(medians)
+    rounds_cv = cv(medians)
+    iteration_cvs = [r["iterations_cv"] for r in usable if _present(r["iterations_cv"])]
+    iterations_cv = statistics.median(iteration_cvs) if iteration_cvs else None
+    first = usable[0] if usable else None
+    delegated = _delegation(cell["backend"], usable)
+    if status in ("ok", "pending") and usable and delegated == "no" \
+            and cell["backend"] in DELEGATE_BACKENDS:
+        status = FALLBACK
+        reason = (f"the {cell['backend']} delegate took none of the graph "
+                  f"({first['delegate_nodes']} DELEGATE nodes in a {first['graph_nodes']}-node "
+                  f"graph, {first['runtime_name']} {first['runtime_version']}): built-in "
+                  "kernels ran it, so this is not a figure for that backend")
+    elif status in ("ok", "pending") and not usable and failed:
+        status, reason = "failed", reason or failed[0]["error"]
+    warns = cell_warnings(usable, cell["threads"], rounds_cv, iterations_cv) if usable else []
+    if usable and failed:
+        warns.append(f"{len(failed)} round(s) failed: {failed[0]['error']}")
+    if incomplete:
+        warns.append(f"{len(incomplete)} round(s) of an interrupted device round kept but not "
+                     "used (measured again in a whole round)")
+
+    def known(name: str) -> list[float]:
+        return [r[name] for r in usable if _present(r[name])]
+
+    envs = {name: known(name) for name in ("loadavg_1m", "steal_fraction", "temperature_c")}
+    governors = sorted({r["governor"] for r in usable if r["governor"]})
+    memory = known("peak_memory_bytes")
+    row = {
+        **{name: cell[name] for name in KEY_COLUMNS}, "cell_id": cell["cell_id"],
+        "position": cell["position"], "status": status, "reason": reason,
+        "stop_reason": cell["stop_reason"], "protocol_version": cell["protocol_version"],
+        "target": cell["target"],
+        "reached_target": (on_target(medians, cell["target"])
+                           if medians and _present(cell["target"]) else None),
+        "rounds": len(usable), "incomplete_rounds": len(incomplete),
+        "failed_rounds": len(failed),
+        **_estimate_columns("median_us", latency),
+        "median_rel_half_width": latency.rel_half_width if latency else None,
+        **_estimate_columns("p90_us", estimate_or_none(known("p90_us"))),
+        "p99_us": statistics.median(known("p99_us")) if known("p99_us") else None,
+        "max_us": max(known("max_us")) if known("max_us") else None,
+        "rounds_cv": rounds_cv, "iterations_cv": iterations_cv,
+        **_estimate_columns("init_us", estimate_or_none(known("init_us"))),
+        **_estimate_columns("first_inference_us",
+                            estimate_or_none(known("first_inference_us"))),
+        "peak_memory_bytes": max(memory) if memory else None,
+        "delegated": delegated,
+        "delegate_nodes": first["delegate_nodes"] if first else None,
+        "graph_nodes": first["graph_nodes"] if first else None,
+        "delegation_evidence": (f"{first['delegate_nodes']} DELEGATE node(s) in a "
+                                f"{first['graph_nodes']}-node graph"
+                                if first and _present(first["delegate_nodes"]) else None),
+        "runtime_name": first["runtime_name"] if first else None,
+        "runtime_version": first["runtime_version"] if first else None,
+        "max_loadavg": max(envs["loadavg_1m"]) if envs["loadavg_1m"] else None,
+        "max_steal_fraction": max(envs["steal_fraction"]) if envs["steal_fraction"] else None,
+        "max_temperature_c": max(envs["temperature_c"]) if envs["temperature_c"] else None,
+        "governor": ",".join(governors) if governors else None,
+        "warnings": warns,
+    }
+    return row, warns, usable
+
+
+def _delegation(backend: str, rounds: list[dict]) -> str | None:
+    """yes / no / unknown from the rounds (one verdict if they agree, else 'mixed')."""
+    verdicts = {r["delegated"] for r in rounds if r["delegated"]}
+    if not verdicts:
+        return None
+    return verdicts.pop() if len(verdicts) == 1 else "mixed"
+
+
+SPEEDUP_COLUMNS = [*KEY_COLUMNS, "reference", "reference_backend", "speedup", "speedup_low",
+                   "speedup_high", "n", "rel_half_width"]
+
+
+def _speedups(stored: list[dict], cells: list[dict], medians: dict[ReferenceKey, dict],
+              reference_backend: dict[str, str | None]) -> list[dict]:
+    """Paired speedups of every measured cell that has its fp32 reference."""
+    usable = {(c["cell_id"]): c["status"] in ("ok", "pending") and c["rounds"] > 0
+              for c in cells}
+    out = []
+    for cell in stored:
+        key = _key(cell)
+        if not usable.get(cell["cell_id"]):
+            continue
+        references = [(SAME_BACKEND, key.backend)]
+        cpu = reference_backend.get(key.device)
+        if cpu is not None and key.backend != cpu:  # on that backend it is the same figure
+            references.append((VS_CPU_FP32, cpu))
+        for name, backend in references:
+            reference = key.reference(backend)
+            if reference == key.as_reference or reference not in medians:
+                continue  # fp32 against itself says nothing
+            ratios = paired_ratios(medians[reference], medians[key.as_reference])
+            found = estimate_or_none(ratios)
+            if found is None:
+                continue
+            out.append({**key._asdict(), "reference": name, "reference_backend": backend,
+                        "speedup": found.value, "speedup_low": found.low,
+                        "speedup_high": found.high, "n": found.n,
+                        "rel_half_width": found.rel_half_width})
+    return out
+
+
+VARIANT_COLUMNS = ["model", "recipe", "sha256", "source", "status", "error", "size_bytes",
+                   "compression", "random_weights", "measured", "check_inputs",
+                   "check_top1_agreement", "check_snr_db", "check_identical", "check_error",
+                   "position", "cached", "build_seconds"]
+
+
+def _variants(facts: RunFacts) -> list[dict]:
+    measured = {(c["model"], c["recipe"]) for c in facts.cells}
+    fp32 = {v["model"]: v["size_bytes"] for v in facts.variants
+            if v["recipe"] == REFERENCE_RECIPE and v["size_bytes"]}
+    out = []
+    for variant in facts.variants:
+        size, reference = variant["size_bytes"], fp32.get(variant["model"])
+        out.append({
+            **{name: variant.get(name) for name in VARIANT_COLUMNS
+               if name not in ("compression", "measured")},
+            "random_weights": bool(variant["random_weights"]),
+            "compression": reference / size if size and reference else None,
+            "measured": (variant["model"], variant["recipe"]) in measured,
+        })
+    return out
+
+
+DEVICE_COLUMNS = ["device", "session", "transport", "runner", "machine_id", "runtime_name",
+                  "runtime_version", "runner_version", "python_version", "numpy_version",
+                  "cpu_model", "cpu_flags", "cpu_count", "machine", "platform", "backends",
+                  "cpu_reference_backend"]
+
+
+def _devices(facts: RunFacts) -> list[dict]:
+    """Each device as last resolved (its latest session), with its CPU reference backend."""
+    latest: dict[str, dict] = {}
+    for row in facts.devices:
+        if row["device"] not in latest or row["session"] >= latest[row["device"]]["session"]:
+            latest[row["device"]] = row
+    planned: dict[str, list[str]] = {}
+    for cell in sorted(facts.cells, key=lambda c: (c["position"] is None, c["position"] or 0)):
+        if cell["status"] != "skipped":
+            planned.setdefault(cell["device"], [])
+            if cell["backend"] not in planned[cell["device"]]:
+                planned[cell["device"]].append(cell["backend"])
+    out = []
+    for name in sorted(set(latest) | set(planned)):
+        row = latest.get(name, {"device": name, "session": None})
+        config = row.get("config") or {}
+        declared = list(config.get("backends") or planned.get(name, []))
+        out.append({
+            **{column: row.get(column) for column in DEVICE_COLUMNS
+               if column not in ("backends", "cpu_reference_backend")},
+            "device": name, "backends": declared,
+            "cpu_reference_backend": next((b for b in declared if b in CPU_BACKENDS), None),
+        })
+    return out

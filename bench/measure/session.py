@@ -1,0 +1,115 @@
+"""One device during a sweep: its work directory, what is staged there, and its rounds.
+
+Whatever goes wrong in a round (a runtime that lacks an op, a crash, a hang) comes back
+as a failed `RoundResult` with one line of reason; nothing here raises for a per-cell
+problem. A dropped link (after the transport's own retries) or a device that refuses
+writes marks the result `device_lost`: its other cells cannot run now either.
+
+Models are staged once per device, named by their sha256, and never sent twice; the
+job and result files of a round are removed from the device once the round is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import uuid
+from pathlib import Path, PurePosixPath
+
+from bench.devices import Device
+from bench.measure.protocol import Protocol
+from bench.plan import Cell
+from bench.results import RoundResult
+from bench.runners.base import RoundJob, Runner
+from bench.transports import posix
+from bench.transports.base import RemoteError, Transport, TransportError
+
+
+class WorkDir:
+    """The device's work directory: files staged by name, each pushed at most once."""
+
+    def __init__(self, transport: Transport, root: str):
+        self.transport = transport
+        self.root = PurePosixPath(root)
+        self._staged: set[str] = set()
+        self._marked = False
+
+    def path(self, name: str) -> str:
+        return str(self.root / name)
+
+    def prepare(self) -> None:
+        if not self._marked:
+            posix.mark_work_dir(self.transport, str(self.root))
+            self._marked = True
+
+    def stage(self, local: Path, name: str) -> str:
+        remote = self.path(name)
+        if remote not in self._staged:
+            self.prepare()
+            if not self.transport.exists(remote):
+                self.transport.push(local, remote)
+            self._staged.add(remote)
+        return remote
+
+
+class DeviceSession:
+    """Rounds of cells on one device through its transport and runner."""
+
+    def __init__(self, device: Device, transport: Transport, runner: Runner,
+                 protocol: Protocol):
+        self.device = device
+        self.transport = transport
+        self.runner = runner
+        self.protocol = protocol
+        self.work = WorkDir(transport, device.work_dir)
+
+    def prepare(self) -> None:
+        """Create the work directory and stage the runner (before probing it)."""
+        self.work.prepare()
+        self.runner.stage(self.work)
+
+    def job(self, cell: Cell, round_index: int, model_path: str) -> RoundJob:
+        return RoundJob(model_path=model_path, backend=cell.backend, threads=cell.threads,
+                        round=round_index,
+                        cpus=tuple(self.device.cpus) if self.device.cpus else None,
+                        loop=self.protocol.loop_settings(), timeout_s=self.device.timeout_s)
+
+    def run_round(self, cell: Cell, round_index: int) -> RoundResult:
+        try:
+            model = self.work.stage(Path(cell.variant.path),
+                                    f"models/{cell.variant.sha256}.tflite")
+            return self._run(self.job(cell, round_index, model))
+        except RemoteError as exc:  # e.g. its disk is full: its other cells would fail too
+            return RoundResult.failure(f"device error: {exc}", device_lost=True)
+        except (TransportError, OSError) as exc:
+            # The link is gone (the transport already retried): no point in measuring the
+            # device's other cells now.
+            return RoundResult.failure(f"device lost: {exc}", device_lost=True)
+
+    def _run(self, job: RoundJob) -> RoundResult:
+        scratch = self.work.path(f"jobs/{uuid.uuid4().hex[:12]}")
+        invocation = self.runner.invocation(job, scratch)
+        with tempfile.TemporaryDirectory(prefix="bench-round-") as local_dir:
+            for index, (remote, content) in enumerate(invocation.uploads.items()):
+                local = Path(local_dir) / f"upload-{index}"
+                local.write_bytes(content)
+                self.transport.push(local, remote)
+            outcome = self.transport.run(invocation.argv, timeout=job.timeout_s)
+            if outcome.timed_out:
+                result = RoundResult.failure(
+                    f"runner timed out after {job.timeout_s:g} s and was killed with its "
+                    f"process group; raise timeout_s in {self.device.file} if the model is "
+                    "just slow", runner_name=self.runner.name)
+            else:
+                data = None
+                if invocation.result_path is not None:
+                    local = Path(local_dir) / "result"
+                    try:
+                        self.transport.pull(invocation.result_path, local)
+                        data = local.read_bytes()
+                    except RemoteError:
+                        data = None  # no result file: the runner crashed, parse says how
+                result = self.runner.parse(outcome, data, job)
+        with contextlib.suppress(TransportError):  # measured; a lost link shows up next round
+            posix.remove_files(self.transport, invocation.cleanup)
+        return result
