@@ -24,8 +24,8 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from queue import Empty, Queue
 
 from bench.devices import Device
 from bench.keys import CellKey, FamilyKey
@@ -56,7 +56,8 @@ class Interrupted(Exception):
 class SweepOutcome:
     finished: int = 0
     failed: int = 0
-    unusable: dict[str, str] = field(default_factory=dict)  # device -> why
+    unusable: dict[str, str] = field(default_factory=dict)  # device -> why, before measuring
+    lost: dict[str, str] = field(default_factory=dict)  # device -> why, while measuring
 
 
 @dataclass
@@ -87,7 +88,24 @@ class _DeviceState:
     medians: dict[CellKey, dict[int, float]]
     errors: dict[CellKey, str] = field(default_factory=dict)
     stopped: dict[CellKey, str] = field(default_factory=dict)
-    lost: str | None = None
+
+
+class _MachineWorker(threading.Thread):
+    """A thread per machine, fed the devices behind it as they answer."""
+
+    def __init__(self, work: Callable[[str, Queue], None], identity: str, name: str):
+        super().__init__(daemon=True, name=name)
+        self.work, self.identity = work, identity
+        self.queue: Queue = Queue()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.work(self.identity, self.queue)
+        except Interrupted:
+            pass
+        except BaseException as exc:  # surfaced in the main thread
+            self.error = exc
 
 
 class Sweep:
@@ -133,18 +151,27 @@ class Sweep:
     # the sweep
     def run(self, plan: Plan, devices: list[Device],
             previous: ResumeState | None = None) -> SweepOutcome:
-        """Measure every planned cell; `previous` holds what a resumed run already has."""
+        """Measure every planned cell; `previous` holds what a resumed run already has.
+
+        Every device is reached at once; each machine gets a worker as soon as the first
+        device behind it answers (later devices of the same machine queue behind it), so a
+        board that never answers costs only its own timeout."""
         outcome = SweepOutcome()
         previous = previous or ResumeState()
         wanted = [d for d in devices if any(c.device == d.name for c in plan.cells)]
         locks: list[MachineLock] = []
         try:
-            machines = self._reach(wanted, plan, outcome, previous)
-            ready_groups = self._lock_and_probe(machines, plan, outcome, previous, locks)
-            if len(ready_groups) == 1:
-                self._run_machine(ready_groups[0], outcome, previous)
-            elif ready_groups:
-                self._run_parallel(ready_groups, outcome, previous)
+            if len(wanted) == 1:  # in this thread: Ctrl-C reaches the measurement directly
+                found = self._reach(wanted[0])
+                if isinstance(found, str):
+                    self._unusable(wanted[0], found, plan, outcome, previous)
+                else:
+                    queue: Queue = Queue()
+                    queue.put(found)
+                    queue.put(None)
+                    self._machine(found.identity, queue, plan, outcome, previous, locks)
+            elif wanted:
+                self._run_parallel(wanted, plan, outcome, previous, locks)
         except KeyboardInterrupt:
             self._stop.set()
             raise Interrupted() from None
@@ -157,57 +184,94 @@ class Sweep:
             raise Interrupted()
         return outcome
 
-    def _reach(self, devices: list[Device], plan: Plan, outcome: SweepOutcome,
-               previous: ResumeState) -> dict[str, list[_Reached]]:
-        """Open every device's transport and identify its machine, all in parallel."""
+    def _reach(self, device: Device) -> _Reached | str:
+        """Open the device's transport and identify the machine behind it."""
+        transport = self.transport_factory(device)
+        with self._lock:
+            self._open.append(transport)
+        try:
+            return _Reached(device, transport, transport.identity())
+        except TransportError as exc:
+            return f"cannot reach it: {exc}"
 
-        def reach(device: Device) -> _Reached | str:
-            transport = self.transport_factory(device)
+    def _run_parallel(self, devices: list[Device], plan: Plan, outcome: SweepOutcome,
+                      previous: ResumeState, locks: list[MachineLock]) -> None:
+        answers: Queue = Queue()
+        for device in devices:
+            threading.Thread(target=lambda d=device: answers.put((d, self._reach(d))),
+                             daemon=True, name=f"bench-reach-{device.name}").start()
+        workers: dict[str, _MachineWorker] = {}
+        try:
+            for _ in devices:
+                while True:  # a short timeout keeps Ctrl-C responsive while waiting
+                    try:
+                        device, found = answers.get(timeout=0.2)
+                        break
+                    except Empty:
+                        continue
+                if isinstance(found, str):
+                    self._unusable(device, found, plan, outcome, previous)
+                    continue
+                if found.identity not in workers:
+                    workers[found.identity] = _MachineWorker(
+                        lambda identity, queue: self._machine(identity, queue, plan, outcome,
+                                                              previous, locks),
+                        found.identity, name=f"bench-{device.name}")
+                    workers[found.identity].start()
+                workers[found.identity].queue.put(found)
+            for worker in workers.values():
+                worker.queue.put(None)
+            for worker in workers.values():
+                while worker.is_alive():
+                    worker.join(0.2)
+        except KeyboardInterrupt:
+            self._stop.set()
             with self._lock:
-                self._open.append(transport)
-            try:
-                return _Reached(device, transport, transport.identity())
-            except TransportError as exc:
-                return f"cannot reach it: {exc}"
+                transports = list(self._open)
+            for transport in transports:  # kills the running measurements
+                transport.close()
+            for worker in workers.values():
+                worker.join(30)
+            raise
+        for worker in workers.values():
+            if worker.error is not None:
+                raise worker.error
 
-        machines: dict[str, list[_Reached]] = {}
-        for device, found in zip(devices, self._parallel(reach, devices), strict=True):
-            if isinstance(found, str):
-                self._unusable(device, found, plan, outcome, previous)
-            else:
-                machines.setdefault(found.identity, []).append(found)
-        return machines
-
-    def _lock_and_probe(self, machines: dict[str, list[_Reached]], plan: Plan,
-                        outcome: SweepOutcome, previous: ResumeState,
-                        locks: list[MachineLock]) -> list[list[_Ready]]:
-        """Per machine: take its lock (waiting if asked), then stage and probe its devices."""
-
-        def prepare(group: list[_Reached]) -> list[_Ready | tuple[Device, str]]:
-            names = [r.device.name for r in group]
-            lock = MachineLock(group[0].transport, self.run_id, names)
-            try:
-                lock.acquire(self.wait_s, on_wait=lambda who: self._waiting(names, who),
-                             sleep=self._sleep_unless_stopped)
-            except MachineBusy as exc:
-                return [(r.device, str(exc)) for r in group]
-            except TransportError as exc:
-                return [(r.device, f"cannot take the machine lock: {exc}") for r in group]
-            with self._lock:
-                locks.append(lock)
-            return [self._probe(reached, group[0].identity, plan) for reached in group]
-
-        groups = []
-        for prepared in self._parallel(prepare, list(machines.values())):
-            ready = []
-            for item in prepared:
-                if isinstance(item, _Ready):
-                    ready.append(item)
+    def _machine(self, identity: str, queue: Queue, plan: Plan, outcome: SweepOutcome,
+                 previous: ResumeState, locks: list[MachineLock]) -> None:
+        """One machine: take its lock, then measure its devices one after another."""
+        busy: str | None = None
+        lock: MachineLock | None = None
+        while (reached := queue.get()) is not None:
+            if lock is None and busy is None:
+                lock = MachineLock(reached.transport, self.run_id, [reached.device.name])
+                try:
+                    name = reached.device.name
+                    lock.acquire(self.wait_s,
+                                 on_wait=lambda who, name=name: self._waiting([name], who),
+                                 sleep=self._sleep_unless_stopped)
+                    with self._lock:
+                        locks.append(lock)
+                except MachineBusy as exc:
+                    busy = str(exc)
+                except TransportError as exc:
+                    busy = f"cannot take the machine lock: {exc}"
+            if busy is not None:
+                self._unusable(reached.device, busy, plan, outcome, previous)
+                continue
+            ready = self._probe(reached, identity, plan)
+            if isinstance(ready, tuple):
+                self._unusable(ready[0], ready[1], plan, outcome, previous)
+                continue
+            runnable = []
+            for cell in ready.cells:
+                if cell.variant.status == "ok":
+                    runnable.append(cell)
                 else:
-                    self._unusable(item[0], item[1], plan, outcome, previous)
-            if ready:
-                groups.append(ready)
-        return groups
+                    self._finish(cell, FAILED, cell.variant.error or "variant was not built",
+                                 None, outcome, 0)
+            if runnable:
+                self._rounds(ready, runnable, outcome, previous)
 
     def _probe(self, reached: _Reached, identity: str, plan: Plan) -> _Ready | tuple:
         device = reached.device
@@ -230,18 +294,7 @@ class Sweep:
 
     def _sleep_unless_stopped(self, seconds: float) -> None:
         if self._stop.wait(seconds):
-            raise KeyboardInterrupt
-
-    def _parallel(self, work: Callable, items: list) -> list:
-        if len(items) <= 1:
-            return [work(item) for item in items]
-        with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="bench-reach") as pool:
-            futures = [pool.submit(work, item) for item in items]
-            try:
-                return [future.result() for future in futures]
-            except KeyboardInterrupt:
-                self._stop.set()
-                raise
+            raise Interrupted()
 
     def _unusable(self, device: Device, why: str, plan: Plan, outcome: SweepOutcome,
                   previous: ResumeState) -> None:
@@ -256,50 +309,6 @@ class Sweep:
                     self.store.save_cell(self.run_id, cell.key, status=PENDING, reason=reason)
             else:
                 self._finish(cell, FAILED, reason, None, outcome, 0)
-
-    def _run_parallel(self, groups: list[list[_Ready]], outcome: SweepOutcome,
-                      previous: ResumeState) -> None:
-        errors: list[BaseException] = []
-
-        def work(group: list[_Ready]) -> None:
-            try:
-                self._run_machine(group, outcome, previous)
-            except Interrupted:
-                pass
-            except BaseException as exc:  # surfaced in the main thread
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(g,), daemon=True,
-                                    name=f"bench-{g[0].device.name}") for g in groups]
-        for thread in threads:
-            thread.start()
-        try:
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(0.2)
-        except KeyboardInterrupt:
-            self._stop.set()
-            for group in groups:  # kills the running measurements
-                for ready in group:
-                    ready.transport.close()
-            for thread in threads:
-                thread.join(30)
-            raise
-        if errors:
-            raise errors[0]
-
-    def _run_machine(self, group: list[_Ready], outcome: SweepOutcome,
-                     previous: ResumeState) -> None:
-        for ready in group:
-            runnable = []
-            for cell in ready.cells:
-                if cell.variant.status == "ok":
-                    runnable.append(cell)
-                else:
-                    self._finish(cell, FAILED, cell.variant.error or "variant was not built",
-                                 None, outcome, 0)
-            if runnable:
-                self._rounds(ready, runnable, outcome, previous)
 
     def _rounds(self, ready: _Ready, cells: list[Cell], outcome: SweepOutcome,
                 previous: ResumeState) -> None:
@@ -322,16 +331,14 @@ class Sweep:
             measured: dict[CellKey, float] = {}
             for position, cell in enumerate(order):
                 result = self._one_round(ready, cell, index, position)
+                if result.device_lost:
+                    self._lose(device, active, result.error or "device lost", outcome)
+                    return
                 if result.ok:
                     measured[cell.key] = result.aggregate.median_us
                 else:
                     state.errors.setdefault(cell.key, result.error or "round failed")
                     state.stopped[cell.key] = "failed"
-                if result.device_lost:
-                    state.lost = result.error
-                    for other in active:
-                        state.stopped.setdefault(other.key, "device_lost")
-                    break
             else:
                 with self._lock:
                     self.store.finish_device_round(self.run_id, device.name, index)
@@ -346,6 +353,17 @@ class Sweep:
                 else:
                     still.append(cell)
             active = still
+
+    def _lose(self, device: Device, active: list[Cell], error: str,
+              outcome: SweepOutcome) -> None:
+        """The device went away mid-sweep: its unfinished cells wait for a --resume, with
+        every round measured so far kept."""
+        outcome.lost[device.name] = error
+        with self._lock:
+            for cell in active:
+                self.store.save_cell(self.run_id, cell.key, status=PENDING,
+                                     reason=f"{error}; `bench run --resume` measures the rest")
+                self.on_finish(cell, PENDING, error, 0)
 
     def _one_round(self, ready: _Ready, cell: Cell, index: int, position: int) -> RoundResult:
         if self._stop.is_set():
@@ -378,7 +396,7 @@ class Sweep:
         if rounds:
             self._finish(cell, OK, None, reason_stop, outcome, rounds)
         else:
-            error = state.errors.get(cell.key) or state.lost or "no rounds"
+            error = state.errors.get(cell.key) or "no rounds"
             self._finish(cell, FAILED, error, reason_stop, outcome, 0)
 
     def _finish(self, cell: Cell, status: str, reason: str | None, stop_reason: str | None,

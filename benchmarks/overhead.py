@@ -30,8 +30,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.devices import load_device  # noqa: E402
-from bench.measure.cell import Cell, DeviceSession  # noqa: E402
 from bench.measure.protocol import Protocol  # noqa: E402
+from bench.measure.session import DeviceSession  # noqa: E402
+from bench.plan import Cell  # noqa: E402
+from bench.runners import make_runner  # noqa: E402
 from bench.transports.local import LocalTransport  # noqa: E402
 from bench.zoo.build import BuildOptions, VariantBuilder  # noqa: E402
 from bench.zoo.cache import Variant, VariantCache, file_sha256  # noqa: E402
@@ -93,10 +95,10 @@ class BareLoop:
 
 
 def runner_round(session: DeviceSession, variant: Variant) -> list[float]:
-    record = session.run_round(Cell(variant, "local", "xnnpack", 1), 0)
-    if record.get("status") != "ok":
-        raise SystemExit(f"runner failed: {record.get('error')}")
-    return record["latencies_us"]
+    result = session.run_round(Cell(variant, "local", "xnnpack", 1), 0)
+    if not result.ok or result.latencies_us is None:
+        raise SystemExit(f"runner failed: {result.error}")
+    return list(result.latencies_us)
 
 
 def file_variant(path: Path, name: str) -> Variant:
@@ -117,7 +119,8 @@ def main() -> int:
     device = load_device(REPO / "devices" / "local.toml")
     # benchmark_model's loop (1 warm-up run + 0.5 s, >= 50 runs, >= 1 s), one round a pair
     protocol = Protocol.benchmark_model()
-    session = DeviceSession(device, LocalTransport(), protocol)
+    session = DeviceSession(device, LocalTransport(), make_runner(device), protocol)
+    session.prepare()
     bare = BareLoop(variant.path)
 
     print(f"host: {os.cpu_count()} CPUs, load average {load_average()}")

@@ -16,11 +16,9 @@ Usage: python benchmarks/protocol_targets.py [--repeats 5] [--cache models/cache
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -42,28 +40,40 @@ def bench(workdir: Path, cache: Path, extra: list[str]) -> tuple[str, float]:
     return found.group(1), float(found.group(2))
 
 
+def analysis_of(workdir: Path, run_id: str):
+    """The run's analysis frames (the figures every report shows)."""
+    sys.path.insert(0, str(REPO))
+    from bench.analysis import analyse
+    from bench.store import open_store
+
+    store = open_store(workdir / "results" / "bench.sqlite", readonly=True)
+    try:
+        return analyse(store.facts(run_id))
+    finally:
+        store.close()
+
+
 def cells(workdir: Path, run_id: str) -> dict[str, dict]:
-    db = sqlite3.connect(workdir / "results" / "bench.sqlite")
-    rows = db.execute("SELECT recipe, median_us, summary FROM cells WHERE run_id = ?",
-                      (run_id,)).fetchall()
-    return {recipe: {"median_us": median, **json.loads(summary)}
-            for recipe, median, summary in rows}
+    """Per recipe: the cell's figures and its same-backend speedup, from the frames."""
+    analysis = analysis_of(workdir, run_id)
+    out = {}
+    for cell in analysis.cells.to_dict("records"):
+        key = [cell[k] for k in ("model", "recipe", "sha256", "device", "backend", "threads")]
+        out[cell["recipe"]] = {**cell, "speedup": analysis.speedup(key, "same_backend")}
+    return out
 
 
 def time_to_width(workdir: Path, run_id: str, width: float) -> tuple[int, float] | None:
     """Replay a run's stored rounds: after how many rounds (and seconds of runner wall
     time) did its int8 speedup CI first reach `width`?"""
-    sys.path.insert(0, str(REPO))
     from bench.measure.stats import speedup
 
-    db = sqlite3.connect(workdir / "results" / "bench.sqlite")
+    rounds = analysis_of(workdir, run_id).rounds
     medians: dict[str, dict[int, float]] = {"fp32": {}, "int8": {}}
     seconds: dict[int, float] = {}
-    for recipe, index, record in db.execute(
-            "SELECT recipe, round, record FROM rounds WHERE run_id = ?", (run_id,)):
-        record = json.loads(record)
-        medians[recipe][index] = statistics.median(record["latencies_us"])
-        seconds[index] = seconds.get(index, 0.0) + record["host_seconds"]
+    for row in rounds[rounds["usable"]].to_dict("records"):
+        medians[row["recipe"]][row["round"]] = row["median_us"]
+        seconds[row["round"]] = seconds.get(row["round"], 0.0) + row["host_seconds"]
     # From the protocol's minimum of 3 rounds: a bootstrap over 2 values is too optimistic.
     for count in range(3, len(seconds) + 1):
         kept = range(count)
@@ -75,18 +85,19 @@ def time_to_width(workdir: Path, run_id: str, width: float) -> tuple[int, float]
 
 
 def environment(run: dict[str, dict]) -> tuple[float, float, float]:
-    envs = [c["environment"] for c in run.values()]
-    load = max(e["max_load"] for e in envs if isinstance(e["max_load"], float))
-    steals = [e["max_steal"] for e in envs if isinstance(e["max_steal"], float)]
-    others = [w for c in run.values() for w in c.get("warnings", [])]
-    return load, max(steals) if steals else float("nan"), len(others)
+    loads = [c["max_loadavg"] for c in run.values() if c["max_loadavg"] is not None]
+    steals = [c["max_steal_fraction"] for c in run.values()
+              if c["max_steal_fraction"] is not None]
+    others = [w for c in run.values() for w in c["warnings"] or []]
+    return (max(loads) if loads else float("nan"), max(steals) if steals else float("nan"),
+            len(others))
 
 
 def widths(run: dict[str, dict]) -> str:
     fp32, int8 = run["fp32"], run["int8"]
-    speed = int8["speedup"]["same_backend"]
-    return (f"fp32 ±{fp32['ci_us']['rel_half_width'] * 100:.2f}%, int8 "
-            f"±{int8['ci_us']['rel_half_width'] * 100:.2f}%, speedup {speed['value']:.3f}x "
+    speed = int8["speedup"]
+    return (f"fp32 ±{fp32['median_rel_half_width'] * 100:.2f}%, int8 "
+            f"±{int8['median_rel_half_width'] * 100:.2f}%, speedup {speed['speedup']:.3f}x "
             f"±{speed['rel_half_width'] * 100:.2f}%")
 
 
@@ -98,6 +109,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-protocol-") as scratch:
         workdir = Path(scratch)
         shutil.copytree(REPO / "devices", workdir / "devices")
+        os.environ.setdefault("BENCH_LOCK_DIR", str(workdir))  # never waits on a user's run
         print(f"host: {os.cpu_count()} CPUs; load average now "
               f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
@@ -124,7 +136,7 @@ def main() -> int:
               f"{'held' if quiet else 'did NOT hold: figures reported, not claimed'}")
 
         print("\n2. int8 speedup CI half-width with the default budget")
-        half = [r["int8"]["speedup"]["same_backend"]["rel_half_width"] for r, _ in runs]
+        half = [r["int8"]["speedup"]["rel_half_width"] for r, _ in runs]
         print(f"   per run: {', '.join(f'±{h * 100:.2f}%' for h in half)}; median "
               f"±{statistics.median(half) * 100:.2f}% (goal <= 2%: "
               f"{'met' if statistics.median(half) <= 0.02 else 'NOT met'})")
@@ -138,15 +150,13 @@ def main() -> int:
         fixed = cells(workdir, fixed_id)
         print(f"   adaptive: {adaptive_s:5.1f}s measuring; {widths(adaptive)}")
         print(f"   fixed:    {fixed_s:5.1f}s measuring; {widths(fixed)}")
-        a = adaptive["int8"]["speedup"]["same_backend"]["rel_half_width"]
-        f = fixed["int8"]["speedup"]["same_backend"]["rel_half_width"]
+        a = adaptive["int8"]["speedup"]["rel_half_width"]
+        f = fixed["int8"]["speedup"]["rel_half_width"]
         verdict = "met" if adaptive_s < fixed_s and a <= max(f, 0.01) else "NOT met"
         print(f"   as run (adaptive stops at its own ±1% target or its budget): adaptive as "
               f"narrow in less time: {verdict}")
         reached = time_to_width(workdir, adaptive_id, f)
-        fixed_runner_s = sum(json.loads(r)["host_seconds"] for (r,) in sqlite3.connect(
-            workdir / "results" / "bench.sqlite").execute(
-            "SELECT record FROM rounds WHERE run_id = ?", (fixed_id,)))
+        fixed_runner_s = float(analysis_of(workdir, fixed_id).rounds["host_seconds"].sum())
         if reached:
             print(f"   replaying the adaptive run's rounds: it reached the fixed protocol's "
                   f"speedup width (±{f * 100:.2f}%) after {reached[0]} rounds, {reached[1]:.1f}s "

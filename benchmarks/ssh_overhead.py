@@ -82,10 +82,10 @@ def main() -> int:
             first = sweep(root, cache)
             db = sqlite3.connect(root / "results" / "bench.sqlite")
             overheads = []
-            for (record,) in db.execute("SELECT record FROM rounds WHERE run_id = ?", (first,)):
-                record = json.loads(record)
-                own = record["finished_unix"] - record["started_unix"]
-                overheads.append(record["host_seconds"] - own)
+            for started, finished, host in db.execute(
+                    "SELECT started_unix, finished_unix, host_seconds FROM rounds WHERE "
+                    "run_id = ? AND status = 'ok'", (first,)):
+                overheads.append(host - (finished - started))
             overhead = statistics.median(overheads)
             rest = overhead - startup
             print(f"per cell-round ({len(overheads)} rounds): host wall minus runner's own time "

@@ -116,7 +116,10 @@ def start_bench(args: list[str], cwd: Path) -> subprocess.Popen:
 
 
 def wait_for_store(workdir: Path, query: str, at_least: int, timeout: float = 120) -> None:
-    """Poll the results store until `query` (a COUNT) reaches `at_least`."""
+    """Poll the results store until `query` (a COUNT) reaches `at_least`.
+
+    Only a store that does not exist or is not migrated yet is waited for; a query that
+    does not fit the schema is an error at once, not a silent timeout."""
     import sqlite3
     import time
 
@@ -127,6 +130,8 @@ def wait_for_store(workdir: Path, query: str, at_least: int, timeout: float = 12
         try:  # the store may not exist or be migrated yet
             if sqlite3.connect(store).execute(query).fetchone()[0] >= at_least:
                 return
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as exc:
+            if "no such column" in str(exc):
+                raise
             continue
     raise AssertionError(f"the store never had {at_least} for {query!r}")

@@ -100,8 +100,9 @@ def keygen(path: Path) -> None:
 
 
 class SSHServer:
-    """`machine_id`: run sshd in its own mount namespace with that /etc/machine-id, so
-    the board is another machine to the harness (needs root and unshare)."""
+    """`machine_id`: run sshd in its own mount namespace with that /etc/machine-id and a
+    place of its own for the machine lock (a real board has its own /tmp), so the board is
+    another machine to the harness (needs root and unshare)."""
 
     def __init__(self, root: Path, machine_id: str | None = None,
                  netns: NetworkNamespace | None = None):
@@ -136,9 +137,13 @@ class SSHServer:
         if self.machine_id:
             identity = self.root / "machine-id"
             identity.write_text(self.machine_id + "\n")
+            lock_dir = Path(os.environ.get("BENCH_LOCK_DIR") or "/tmp")
+            own_tmp = self.root / "tmp"
+            for directory in (lock_dir, own_tmp):
+                directory.mkdir(parents=True, exist_ok=True)
             command = ["unshare", "-m", "sh", "-c",
-                       f"mount --bind {identity} /etc/machine-id && exec \"$@\"", "sh",
-                       *command]
+                       f"mount --bind {identity} /etc/machine-id && "
+                       f"mount --bind {own_tmp} {lock_dir} && exec \"$@\"", "sh", *command]
         if self.netns:
             command = ["ip", "netns", "exec", self.netns.name, *command]
         with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor

@@ -129,21 +129,26 @@ def test_run_over_ssh_on_an_old_board_stack(workdir, sshd, known_hosts, old_pyth
     assert done.returncode == 0, done.stderr
     db = sqlite3.connect(workdir / "results" / "bench.sqlite")
     rows = dict(db.execute("SELECT recipe, status FROM cells").fetchall())
+    # int8 ran, but tflite-runtime 2.14 gave XNNPACK none of it: not an xnnpack figure
     assert rows == {"fp32": "ok", "int8": "ok", "dynamic": "failed"}
+    assert "fallback" in next(x for x in done.stdout.splitlines() if "  int8  " in x)
     reason = db.execute("SELECT reason FROM cells WHERE recipe='dynamic'").fetchone()[0]
     assert "Didn't find op for builtin opcode 'FULLY_CONNECTED'" in reason  # the board's words
-    runtime = db.execute("SELECT runtime, runtime_version FROM cells WHERE recipe='fp32'")
-    assert runtime.fetchone() == ("tflite-runtime", "2.14.0")
+    runtime = db.execute("SELECT runtime_name, runtime_version, python_version, machine_id "
+                         "FROM run_devices").fetchone()
+    assert runtime[:2] == ("tflite-runtime", "2.14.0") and runtime[2].startswith("3.")
+    assert runtime[3]  # the board's machine identity, as resolved
+    assert list((workdir / "board-home" / "jobs").iterdir()) == []  # round files removed
 
     staged = sorted((workdir / "board-home" / "models").iterdir())
     before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in staged}
-    runner = next((workdir / "board-home").glob("pyrunner-*.py")).stat()
+    runner = next((workdir / "board-home" / "runner").glob("pyrunner-*.py")).stat()
     again = run_bench(args, workdir)
     assert again.returncode == 0, again.stderr
     after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
              for p in (workdir / "board-home" / "models").iterdir()}
     assert after == before  # the second run sent no model bytes: same inodes, same mtimes
-    runner_after = next((workdir / "board-home").glob("pyrunner-*.py")).stat()
+    runner_after = next((workdir / "board-home" / "runner").glob("pyrunner-*.py")).stat()
     assert (runner_after.st_ino, runner_after.st_mtime_ns) == (runner.st_ino, runner.st_mtime_ns)
 
 
@@ -162,7 +167,7 @@ def test_wrong_host_key_makes_the_device_unusable(workdir, sshd, tmp_path, old_p
 
 
 SLOW_BOARD_PYTHON = """#!/bin/sh
-case "$*" in *pyrunner*) sleep 1;; esac
+case "$*" in *--probe*) ;; *pyrunner*) sleep 1;; esac
 exec {python} "$@"
 """
 
@@ -177,11 +182,11 @@ def test_connection_lost_mid_sweep_then_resume(workdir, sshd, known_hosts, old_p
     wrapper.chmod(0o755)
     board(workdir, sshd, known_hosts, str(wrapper), backends='["xnnpack", "cpu"]')
     args = ["run", "--devices", "board", "--models", "tiny_cnn", "--recipes", "fp32,int8",
-            "--quick", "--cache", str(model_cache), "--calibration-size", "8",
-            "--no-progress"]
+            "--rounds", "2", "--runs", "5", "--min-seconds", "0.01", "--cache",
+            str(model_cache), "--calibration-size", "8", "--no-progress"]
     process = start_bench(args, workdir)
     store = workdir / "results" / "bench.sqlite"
-    wait_for_store(workdir, "SELECT COUNT(*) FROM cells WHERE status = 'ok'", 1)
+    wait_for_store(workdir, "SELECT COUNT(*) FROM rounds", 5)  # round 0 whole, round 1 going
     sshd.kill_all()
     try:
         out, err = process.communicate(timeout=120)
@@ -189,19 +194,22 @@ def test_connection_lost_mid_sweep_then_resume(workdir, sshd, known_hosts, old_p
         sshd.start()  # back for the resume and the module's other tests
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
-    assert process.returncode == 0, err  # the sweep completed; lost cells are results
-    rows = dict(sqlite3.connect(store).execute("SELECT recipe || backend, status FROM cells"))
-    reasons = [r for (r,) in sqlite3.connect(store).execute("SELECT reason FROM cells")]
-    assert len(rows) == 4 and "ok" in rows.values() and "failed" in rows.values(), reasons
-    reasons = [r for (r,) in sqlite3.connect(store).execute(
-        "SELECT reason FROM cells WHERE status = 'failed'")]
-    assert all("device lost" in r and "reconnects" in r for r in reasons), "\n".join(reasons)
+    assert process.returncode == 3, err  # the run is incomplete: a device was lost
+    assert "bench: device board was lost while measuring" in err and "reconnects" in err
+    rows = sqlite3.connect(store).execute("SELECT status, reason FROM cells").fetchall()
+    assert len(rows) == 4 and {status for status, _ in rows} == {"pending"}
+    assert all("--resume" in reason for _, reason in rows)
+    kept = sqlite3.connect(store).execute("SELECT COUNT(*) FROM rounds WHERE status = 'ok'")
+    assert kept.fetchone()[0] >= 4
     run_id = out.strip().splitlines()[-1].split()[1].rstrip(":")
     resumed = run_bench(["run", "--resume", run_id, "--no-progress", "--cache",
                          str(model_cache)], workdir)
     assert resumed.returncode == 0, resumed.stderr
     rows = dict(sqlite3.connect(store).execute("SELECT recipe || backend, status FROM cells"))
     assert set(rows.values()) == {"ok"}
+    whole = sqlite3.connect(store).execute(
+        "SELECT COUNT(*) FROM device_rounds WHERE finished_at IS NOT NULL").fetchone()[0]
+    assert whole == 2  # round 0, then one new whole round instead of the broken one
 
 
 def test_devices_check_reports_one_line_each(workdir, sshd, known_hosts, old_python):
@@ -212,9 +220,11 @@ def test_devices_check_reports_one_line_each(workdir, sshd, known_hosts, old_pyt
     assert lines["python"].startswith("ok") and "3.8" in lines["python"]
     assert "tflite_runtime 2.14.0" in lines["runtime"]
     assert "MB free" in lines["disk"] and "int8" in lines["cpu"]
+    assert lines["lock"].startswith("ok") and "free" in lines["lock"]
     board(workdir, sshd, known_hosts, "/nonexistent/python3", name="nopython")
     bad = run_bench(["devices", "check", "nopython"], workdir)
     assert bad.returncode == 3 and "FAIL python" in bad.stdout and "set `python`" in bad.stdout
+    assert "Traceback" not in bad.stdout + bad.stderr
     listing = run_bench(["devices", "list"], workdir)
     assert f"ssh {sshd.user}@127.0.0.1:{sshd.port}" in listing.stdout
 
@@ -237,10 +247,13 @@ def test_full_remote_disk_fails_cells_with_the_reason_and_no_retries(
         elapsed = time.monotonic() - started
     finally:
         subprocess.run(["umount", str(home)], check=False)
-    assert done.returncode == 0, done.stderr
+    # 12 KiB hold the work directory's marker but not the runner: the device is unusable,
+    # said once, before anything is measured, and its cells fail with that reason
+    assert done.returncode == 3, done.stderr
+    assert "bench: device board could not be used: cannot write" in done.stderr
+    assert "is its disk full?" in done.stderr
     reasons = [r for (r,) in sqlite3.connect(workdir / "results" / "bench.sqlite").execute(
         "SELECT reason FROM cells")]
-    # 12 KiB hold the lock but not the runner: whichever cell comes first, none can run
     assert len(reasons) == 2 and all(r and "is its disk full?" in r for r in reasons), reasons
     assert elapsed < 30  # refused writes are not retried like a dropped connection
 
@@ -274,16 +287,16 @@ def test_devices_clean_removes_only_what_bench_staged(workdir, sshd, known_hosts
     assert done.returncode == 0, done.stderr
     home = workdir / "board-home"
     (home / "keep.txt").write_text("the user's own file")
-    assert (home / "models").is_dir() and list(home.glob("pyrunner-*.py"))
+    assert (home / "models").is_dir() and list((home / "runner").glob("pyrunner-*.py"))
     cleaned = run_bench(["devices", "clean", "board"], workdir)
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
     assert "removed the staged runner, models and jobs" in cleaned.stdout
-    assert not (home / "models").exists() and not list(home.glob("pyrunner-*.py"))
+    assert not (home / "models").exists() and not (home / "runner").exists()
     assert (home / "keep.txt").read_text() == "the user's own file"
 
 
 SLOW_RUNNER = """#!/bin/sh
-case "$*" in *pyrunner*) echo $$ >> {pids}; sleep 1;; esac
+case "$*" in *--probe*) ;; *pyrunner*) echo $$ >> {pids}; sleep 1;; esac
 exec {python} "$@"
 """
 
@@ -315,3 +328,64 @@ def test_ctrl_c_kills_the_remote_runner(workdir, sshd, known_hosts, old_python, 
     while Path(f"/proc/{runner}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{runner}").exists(), "the remote runner survived Ctrl-C"
+
+
+class MuteServer:
+    """Accepts TCP connections and never says a word: a hung sshd, a wrong port."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(8)
+        self.port = self.socket.getsockname()[1]
+        self.held: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:
+                return
+            self.held.append(connection)
+
+    def close(self):
+        self.socket.close()
+        for connection in self.held:
+            connection.close()
+
+
+def test_a_board_that_never_answers_delays_no_other_device(workdir, sshd, known_hosts,
+                                                           model_cache, tiny_variants):
+    mute = MuteServer()
+    try:
+        (workdir / "devices" / "mute.toml").write_text(
+            'transport = "ssh"\nrunner = "python"\n[ssh]\nhost = "127.0.0.1"\n'
+            f'port = {mute.port}\nuser = "nobody"\nagent = false\n'
+            f'known_hosts = "{known_hosts}"\nconnect_timeout_s = 2\n')
+        done = run_bench(["run", "--devices", "mute,local", "--models", "tiny_cnn", "--recipes",
+                          "fp32", "--backends", "xnnpack", "--quick", "--no-progress",
+                          "--cache", str(model_cache)], workdir)
+        assert done.returncode == 3, done.stderr
+        line = next(x for x in done.stderr.splitlines() if "device mute could not be used" in x)
+        assert "sent no SSH banner within 2 s" in line and "python" not in line
+        assert "Traceback" not in done.stderr
+        db = sqlite3.connect(workdir / "results" / "bench.sqlite")
+        local_started = db.execute(
+            "SELECT MIN(r.started_unix) FROM rounds r JOIN cells c ON c.cell_id = r.cell_id "
+            "WHERE c.device = 'local'").fetchone()[0]
+        mute_failed = db.execute("SELECT updated_at FROM cells WHERE device = 'mute'").fetchone()
+        from datetime import datetime
+
+        failed_at = datetime.fromisoformat(mute_failed[0]).timestamp()
+        assert local_started < failed_at  # local was measured while mute was still silent
+        check = run_bench(["devices", "check", "mute"], workdir)
+        assert check.returncode == 3
+        assert check.stdout.startswith("FAIL reachable") and "no SSH banner" in check.stdout
+        assert "Traceback" not in check.stdout + check.stderr
+        assert len(check.stdout.strip().splitlines()) == 1
+    finally:
+        mute.close()

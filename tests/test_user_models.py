@@ -44,7 +44,8 @@ def test_keras_file_through_recipes(tmp_path, user_files):
     info = inspect_tflite(built["mine", "int8"].path)
     assert info.inputs[0] == (info.inputs[0][0], "int8", (1, 16, 16, 3))
     check = built["mine", "int8"].check
-    assert check["inputs"] == 8 and check["top1_agreement"] * 8 == round(check["top1_agreement"] * 8)
+    agreeing = check["top1_agreement"] * check["inputs"]
+    assert check["inputs"] == 8 and agreeing == round(agreeing)  # a count of 8 inputs
     assert check["snr_db"] > 10  # int8 reproduces this float model's outputs, roughly
     assert not built["mine", "fp32"].random_weights
     assert built["mine", "fp32"].source == str(keras_path.resolve())

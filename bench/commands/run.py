@@ -112,22 +112,37 @@ def run_command(args: argparse.Namespace) -> int:
         if args.resume:
             raise UsageError("--dry-run plans a new run; it cannot be combined with --resume")
         return dry_run(args)
+    if args.resume is None:
+        settings = new_settings(args)
+        checked(settings, args)  # every usage error before anything is built or stored
     store = open_store(args.store)
     try:
-        return _run(args, store)
+        if args.resume is not None:
+            settings = resume_settings(args, store)
+        return _run(args, store, settings)
     finally:
         store.close()
 
 
+def checked(settings: dict, args: argparse.Namespace) -> tuple:
+    """Devices, protocol and models of a run, or the first usage error among them."""
+    return (devices_from(settings, args.devices_dir), protocol_from(settings),
+            parse_models(settings["models"]))
+
+
 def resume_settings(args: argparse.Namespace, store: Store) -> dict:
-    given = [f"--{key.replace('_', '-')}" for key in RESUME_REFUSES
-             if getattr(args, key, None) is not None]
-    if given:
+    """The stored settings; a flag that would change them is refused (repeating one with
+    its stored value is fine)."""
+    run = store.run(args.resume)
+    stored = {**run["settings"], "label": run["label"]}
+    changed = [f"--{key.replace('_', '-')}" for key in RESUME_REFUSES
+               if getattr(args, key, None) is not None and getattr(args, key) != stored.get(key)]
+    if changed:
         raise UsageError(f"--resume continues run {args.resume} exactly as it was planned; "
-                         f"{', '.join(given)} would change it. Start a new run to measure "
+                         f"{', '.join(changed)} would change it. Start a new run to measure "
                          "something else (--resume honours --store, --cache, --devices-dir, "
                          "--strict, --wait and --no-progress)")
-    return store.run(args.resume)["settings"]
+    return run["settings"]
 
 
 def _build(args: argparse.Namespace, settings: dict, specs: list) -> tuple:
@@ -142,12 +157,9 @@ def _build(args: argparse.Namespace, settings: dict, specs: list) -> tuple:
     return variants, references, time.perf_counter() - started, builder.converted
 
 
-def _run(args: argparse.Namespace, store: Store) -> int:
+def _run(args: argparse.Namespace, store: Store, settings: dict) -> int:
     resuming = args.resume is not None
-    settings = resume_settings(args, store) if resuming else new_settings(args)
-    devices = devices_from(settings, args.devices_dir)
-    protocol = protocol_from(settings)
-    specs = parse_models(settings["models"])
+    devices, protocol, specs = checked(settings, args)
     variants, references, conversion_s, converted = _build(args, settings, specs)
     plan = make_plan(variants, devices, settings["backends"], settings["threads"])
 
@@ -196,12 +208,11 @@ def _run(args: argparse.Namespace, store: Store) -> int:
         return EXIT_INTERRUPTED
     progress.close()
     measurement_s = time.perf_counter() - started
-    facts = store.facts(run_id, raw=True)
-    unfinished = any(c["status"] == PENDING for c in facts.cells)
+    unfinished = any(c["status"] == PENDING for c in store.facts(run_id).cells)
     status = "incomplete" if unfinished else "completed"
     store.finish_session(run_id, session, status)
     store.set_run_status(run_id, status)
-    facts.run["status"] = status
+    facts = store.facts(run_id, raw=True)
     analysis = analyse(facts)
     export = write_export(analysis, facts, Path(args.store).parent / "runs" / f"{run_id}.json")
     print(to_table(analysis))
@@ -209,7 +220,9 @@ def _run(args: argparse.Namespace, store: Store) -> int:
           f"store {args.store}{f', export {export}' if export else ''}")
     for name, why in outcome.unusable.items():
         say(f"bench: device {name} could not be used: {why}")
-    if outcome.unusable:
+    for name, why in outcome.lost.items():
+        say(f"bench: device {name} was lost while measuring: {why}")
+    if outcome.unusable or outcome.lost:
         say(f"bench: finish the missing cells later with `python -m bench run --resume "
             f"{run_id}`")
         return EXIT_DEVICE
@@ -297,9 +310,7 @@ def threads_warnings(device: Device, threads: list[int] | None) -> list[str]:
 def dry_run(args: argparse.Namespace) -> int:
     """The plan and an estimate of its time, without converting or measuring anything."""
     settings = new_settings(args)
-    devices = devices_from(settings, args.devices_dir)
-    protocol = protocol_from(settings)
-    specs = parse_models(settings["models"])
+    devices, protocol, specs = checked(settings, args)
     names = [(spec.name, recipe) for spec in specs
              for recipe in recipes_for(spec, settings["recipes"])]
     variants = [Variant(model, recipe, "ok") for model, recipe in names]
@@ -331,7 +342,12 @@ def _report_round(progress: Progress, result: RoundResult) -> None:
 
 
 def _report_cell(progress: Progress, cell, status: str, text: str | None, rounds: int) -> None:
-    outcome = f"ok, {rounds} round(s) ({text})" if status == OK else f"{status.upper()}: {text}"
+    if status == OK:
+        outcome = f"ok, {rounds} round(s) ({text})"
+    elif status == PENDING:
+        outcome = f"UNFINISHED: {text}"
+    else:
+        outcome = f"{status.upper()}: {text}"
     progress.finish(cell.label, outcome)
 
 

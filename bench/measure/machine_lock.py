@@ -25,7 +25,6 @@ from bench.transports import posix
 from bench.transports.base import Transport, TransportError
 
 LOCK_NAME = "bench-machine.lock"
-LOCK_DIR_ENV = "BENCH_LOCK_DIR"
 POLL_S = 2.0
 
 
@@ -69,8 +68,7 @@ class MachineBusy(Exception):
 
 
 def lock_path(transport: Transport) -> str:
-    root = os.environ.get(LOCK_DIR_ENV) or transport.lock_dir
-    return str(PurePosixPath(root) / LOCK_NAME)
+    return str(PurePosixPath(transport.lock_dir) / LOCK_NAME)
 
 
 class MachineLock:

@@ -23,8 +23,8 @@ from bench.measure.stats import Estimate, estimate
 PROTOCOL_VERSION = 2
 TARGET_MIN_ROUNDS = 5  # a bootstrap over fewer rounds is too optimistic to stop on
 
-# Why a cell stopped (stored); `failed` and `device_lost` are decided by the sweep.
-STOP_REASONS = ("target", "max_rounds", "budget", "fixed_rounds", "failed", "device_lost")
+# Why a cell stopped (stored); `failed` (a round failed) is decided by the sweep.
+STOP_REASONS = ("target", "max_rounds", "budget", "fixed_rounds", "failed")
 
 
 def on_target(round_medians: Sequence[float], target: float | None) -> bool:

@@ -142,8 +142,8 @@ def to_v2(db: sqlite3.Connection) -> None:
                       cell["backend"], cell["threads"])
         stop = summary.get("stop_reason")
         status = cell["status"]
-        if status == "ok" and not stop:
-            status = "pending"  # measured, never finished: a resume continues it
+        if status == "ok" and stop in (None, "device_lost"):
+            status, stop = "pending", None  # measured, never finished: a resume continues it
         cells[(cell["run_id"], *_v1_key(cell))] = (key, stop, cell["status"])
         _insert(db, "cells", {
             "run_id": cell["run_id"], "cell_id": key.cell_id, **key._asdict(),

@@ -11,6 +11,7 @@ full, no such file, host key refused), which is never retried.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -27,6 +28,15 @@ class CommandResult:
     def tail(self, lines: int = 5) -> str:
         text = (self.stderr or self.stdout).strip().splitlines()
         return " | ".join(line.strip() for line in text[-lines:])
+
+
+LOCK_DIR_ENV = "BENCH_LOCK_DIR"
+
+
+def posix_lock_dir() -> str:
+    """Where a Linux host's machine lock lives: /tmp, unless the harness's environment
+    names another place (the test suite does, to stay clear of a user's runs)."""
+    return os.environ.get(LOCK_DIR_ENV) or "/tmp"
 
 
 class TransportError(Exception):

@@ -11,14 +11,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.transports.base import CommandResult, RemoteError, TransportError
+from bench.transports.base import CommandResult, RemoteError, TransportError, posix_lock_dir
 
 
 class LocalTransport:
-    lock_dir = "/tmp"
-
     def __init__(self) -> None:
         self._running: subprocess.Popen | None = None
+        self.lock_dir = posix_lock_dir()
 
     def identity(self) -> str:
         """This machine's machine-id, else its hostname (as any POSIX device answers)."""

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from bench.transports.base import CommandResult, RemoteError, TransportError
+from bench.transports.base import CommandResult, RemoteError, TransportError, posix_lock_dir
 from bench.transports.posix import machine_identity
 
 RECONNECT_DELAYS_S = (1.0, 2.0, 4.0)
@@ -74,11 +74,12 @@ def remote_command(argv: list[str]) -> str:
 
 
 class SSHTransport:
-    lock_dir = "/tmp"
-
     def __init__(self, settings: SSHSettings, device_file: str = "the device file"):
         self.settings = settings
         self.device_file = device_file
+        self.lock_dir = posix_lock_dir()
+        self._closing = False  # set by close(): a dropped link is then not retried
+        self._active_pgid: int | None = None
         self._client = None
         self._jump = None
         self._sftp = None
@@ -118,7 +119,9 @@ class SSHTransport:
                     f"trust it with `ssh-keyscan -p {settings.port} {settings.host} >> {known}`, "
                     f"or set trust_on_first_use = true under [ssh] in {self.device_file}"
                 ) from None
-            if "banner" in str(exc).lower():
+            transport = client.get_transport()
+            silent = transport is not None and not transport.remote_version
+            if "banner" in str(exc).lower() or silent:
                 raise TransportError(
                     f"{settings.target} accepted the connection but sent no SSH banner within "
                     f"{settings.connect_timeout_s:g} s: is an SSH server answering on that "
@@ -160,8 +163,11 @@ class SSHTransport:
         import paramiko
 
         last: Exception | None = None
+        self._closing = False  # a new operation after a close() may reconnect
         for delay in (0.0, *RECONNECT_DELAYS_S):
             if delay:
+                if self._closing:
+                    break  # closed under us (Ctrl-C): the drop was ours, not the link's
                 time.sleep(delay)
             try:
                 return action()
@@ -244,7 +250,7 @@ class SSHTransport:
                 while channel.recv_stderr_ready():
                     stderr += channel.recv_stderr(65536)
                 if pgid is None:
-                    pgid = _pgid(stdout)
+                    pgid = self._active_pgid = _pgid(stdout)
                 if channel.exit_status_ready() and not channel.recv_ready() \
                         and not channel.recv_stderr_ready():
                     break
@@ -258,6 +264,8 @@ class SSHTransport:
             self._kill(pgid)
             channel.close()
             raise
+        finally:
+            self._active_pgid = None
         if timed_out:
             self._kill(pgid)
             channel.close()
@@ -286,6 +294,10 @@ class SSHTransport:
         return machine_identity(self)
 
     def close(self) -> None:
+        """Kill what is running on the board (from any thread) and drop the connection; a
+        later call reconnects."""
+        self._closing = True
+        self._kill(self._active_pgid)
         self._drop()
 
 
