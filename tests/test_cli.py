@@ -498,3 +498,19 @@ def test_report_of_an_empty_store_and_a_read_only_results_directory(workdir, cac
         assert listing.returncode == 0 and "1/1 ok" in listing.stdout, listing.stderr
         shown = run_bench(["report", "--format", "md"], workdir)
         assert shown.returncode == 0 and "| tiny_cnn* | fp32 |" in shown.stdout, shown.stderr
+
+
+def test_a_run_whose_harness_was_killed_is_shown_as_such(workdir, cache_args):
+    import os
+
+    pids = slow_device(workdir, pause=30)
+    process = start_bench(["run", "--devices", "slow", "--models", "tiny_cnn", "--recipes",
+                           "fp32", "--quick", "--no-progress", *cache_args], workdir)
+    wait_for_store(workdir, "SELECT COUNT(*) FROM sessions", 1, timeout=120)
+    assert "running" in run_bench(["runs"], workdir).stdout
+    process.kill()  # SIGKILL: no handler runs, the store still says "running"
+    process.wait()
+    listing = run_bench(["runs"], workdir)
+    assert "killed (resume it)" in listing.stdout
+    for pid in map(int, pids.read_text().split()) if pids.exists() else ():
+        os.killpg(pid, signal.SIGKILL)  # the orphaned runner's group (a real SIGKILL leaves it)

@@ -7,6 +7,8 @@ another harness is writing, reads fine.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import sys
 
 from bench.analysis import analyse
@@ -26,9 +28,23 @@ def list_runs(args: argparse.Namespace) -> int:
     for run in runs:
         failed = f", {run['failed']} failed" if run["failed"] else ""
         print(f"{run['id']}  {run['started_at'][:19].replace('T', ' ')} UTC  "
-              f"{run['status']:<11} {run['ok'] or 0}/{run['cells']} ok{failed}  "
+              f"{shown_status(run):<11} {run['ok'] or 0}/{run['cells']} ok{failed}  "
               f"{run['label'] or ''}".rstrip())
     return EXIT_OK
+
+
+def shown_status(run: dict) -> str:
+    """A run still marked running whose harness on this host is gone was killed (SIGKILL,
+    a crash, a power cut): say so, and that --resume finishes it."""
+    pid = run.get("session_pid")
+    if run["status"] == "running" and run.get("session_host") == platform.node() and pid:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return "killed (resume it)"
+        except PermissionError:
+            pass
+    return run["status"]
 
 
 def report(args: argparse.Namespace) -> int:

@@ -236,7 +236,11 @@ class SQLiteStore(Store):
             "SELECT r.id, r.started_at, r.finished_at, r.status, r.label, "
             "COUNT(c.cell_id) AS cells, "
             "SUM(CASE WHEN c.status = 'ok' THEN 1 ELSE 0 END) AS ok, "
-            "SUM(CASE WHEN c.status = 'failed' THEN 1 ELSE 0 END) AS failed "
+            "SUM(CASE WHEN c.status = 'failed' THEN 1 ELSE 0 END) AS failed, "
+            "(SELECT s.host FROM sessions s WHERE s.run_id = r.id ORDER BY s.session DESC "
+            "LIMIT 1) AS session_host, "
+            "(SELECT s.pid FROM sessions s WHERE s.run_id = r.id ORDER BY s.session DESC "
+            "LIMIT 1) AS session_pid "
             "FROM runs r LEFT JOIN cells c ON c.run_id = r.id "
             "GROUP BY r.id, r.started_at, r.finished_at, r.status, r.label "
             "ORDER BY r.started_at, r.id")
