@@ -12,7 +12,7 @@ OLD_PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.8*/bin/python3.8 python3
 	"$$p" -c 'import venv' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 OLD_VENV ?= .venv-tflite-runtime
 
-.PHONY: run test lint venv old-venv system-deps clean bench-overhead bench-default bench-protocol bench-ssh
+.PHONY: run test lint venv old-venv system-deps clean bench-overhead bench-default bench-protocol bench-ssh bench-coverage
 
 venv: $(VENV)/.installed
 
@@ -54,6 +54,9 @@ bench-default: venv
 
 bench-protocol: venv
 	$(PY) benchmarks/protocol_targets.py
+
+bench-coverage: venv
+	$(PY) benchmarks/interval_coverage.py --reference-rounds 60 $(ARGS)
 
 bench-ssh: venv old-venv system-deps
 	BENCH_OLD_PYTHON=$(CURDIR)/$(OLD_VENV)/bin/python $(PY) benchmarks/ssh_overhead.py

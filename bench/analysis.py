@@ -11,13 +11,18 @@ Rules, each applied here and nowhere else:
   in it was measured in one session). A round of an interrupted device round is kept in
   the store and counted, but left out of figures and pairing: its cells were measured
   again in a new whole round.
-- A cell's latency is the median of its usable per-round medians, with a 95% interval
-  over rounds; p90, init and first-inference times likewise.
+- A cell's latency is the geometric mean of its usable round medians, with a 95%
+  t-interval on their logs; p90, init and first-inference times likewise. When the rounds
+  were planned from a pilot (Stein's procedure, `bench.measure.stopping`), every interval
+  of the cell uses the pilot's standard deviation (`bench.measure.stats`).
 - A delegate backend that took none of the graph (xnnpack with zero DELEGATE nodes) ran
   built-in kernels: the cell's status is `fallback`, with the evidence, and no speedup is
   reported for it or against it as if the delegate had run.
-- Speedups are paired per-round ratios fp32 / variant over rounds both cells measured, on
-  the same backend, and against fp32 on the device's first declared CPU backend.
+- Speedups are the geometric mean of paired per-round ratios fp32 / variant over rounds
+  both cells measured, with the paired t-interval on their logs, on the same backend, and
+  against fp32 on the device's first declared CPU backend.
+- A cell reached its target when the interval of what it reports (its same-backend
+  speedup when it has one, else its latency) is within ±target.
 - Unknown is None (NaN in a frame), never 0.
 """
 
@@ -31,13 +36,13 @@ import pandas as pd
 
 from bench.keys import KEY_COLUMNS, REFERENCE_RECIPE, CellKey, ReferenceKey
 from bench.measure.noise import cell_warnings
-from bench.measure.stats import Estimate, cv, estimate_or_none, paired_ratios
-from bench.measure.stopping import on_target
+from bench.measure.stats import Estimate, cv, estimate, paired_ratios
+from bench.results import fell_back
 from bench.store.base import RunFacts
 
 CPU_BACKENDS = ("xnnpack", "cpu")  # what runs on the CPU; the first declared is the reference
-DELEGATE_BACKENDS = ("xnnpack", "gpu", "nnapi", "hexagon", "external")
 FALLBACK = "fallback"
+TINY_US = 100.0  # under this per inference, the Python invoke() call is a visible part
 SAME_BACKEND, VS_CPU_FP32 = "same_backend", "vs_cpu_fp32"
 
 
@@ -68,6 +73,16 @@ def _estimate_columns(prefix: str, found: Estimate | None) -> dict:
     if found is None:
         return {prefix: None, f"{prefix}_low": None, f"{prefix}_high": None}
     return {prefix: found.value, f"{prefix}_low": found.low, f"{prefix}_high": found.high}
+
+
+def _interval(values: list[float], pilot: int | None) -> Estimate | None:
+    values = [v for v in values if v is not None and v > 0]
+    return estimate(values, pilot) if values else None
+
+
+def _pilot(cell: dict) -> int | None:
+    pilot = cell.get("pilot_rounds")
+    return int(pilot) if _present(pilot) else None
 
 
 def _frame(rows: list[dict], columns: Iterable[str]) -> pd.DataFrame:
@@ -114,6 +129,7 @@ def analyse(facts: RunFacts) -> Analysis:
         if row["status"] in ("ok", "pending"):
             medians[key.as_reference] = {r["round"]: r["median_us"] for r in usable}
     speedups = _speedups(facts.cells, cells, medians, reference_backend)
+    _judge_targets(cells, speedups, warnings)
     return Analysis(
         run=facts.run,
         rounds=_frame(rounds, list(rounds[0]) if rounds else
@@ -129,8 +145,10 @@ def analyse(facts: RunFacts) -> Analysis:
 CELL_COLUMNS = [
     *KEY_COLUMNS, "cell_id", "position", "status", "reason", "stop_reason", "protocol_version",
     "target", "reached_target", "rounds", "incomplete_rounds", "failed_rounds",
-    "median_us", "median_us_low", "median_us_high", "median_rel_half_width",
+    "pilot_rounds", "needed_rounds", "planned_rounds", "interval_method",
+    "latency_us", "latency_us_low", "latency_us_high", "latency_rel_half_width",
     "p90_us", "p90_us_low", "p90_us_high", "p99_us", "max_us", "rounds_cv", "iterations_cv",
+    "batch", "loop_overhead_us",
     "init_us", "init_us_low", "init_us_high",
     "first_inference_us", "first_inference_us_low", "first_inference_us_high",
     "peak_memory_bytes", "delegated", "delegate_nodes", "graph_nodes", "delegation_evidence",
@@ -146,14 +164,14 @@ def _cell(cell: dict, rounds: list[dict]) -> tuple[dict, list[str], list[dict]]:
     failed = [r for r in rounds if r["status"] != "ok"]
     status, reason = cell["status"], cell["reason"]
     medians = [r["median_us"] for r in usable]
-    latency = estimate_or_none(medians)
+    pilot = _pilot(cell)
+    latency = _interval(medians, pilot)
     rounds_cv = cv(medians)
     iteration_cvs = [r["iterations_cv"] for r in usable if _present(r["iterations_cv"])]
     iterations_cv = statistics.median(iteration_cvs) if iteration_cvs else None
     first = usable[0] if usable else None
     delegated = _delegation(cell["backend"], usable)
-    if status in ("ok", "pending") and usable and delegated == "no" \
-            and cell["backend"] in DELEGATE_BACKENDS:
+    if status in ("ok", "pending") and usable and fell_back(cell["backend"], delegated):
         status = FALLBACK
         reason = (f"the {cell['backend']} delegate took none of the graph "
                   f"({first['delegate_nodes']} DELEGATE nodes in a {first['graph_nodes']}-node "
@@ -171,6 +189,16 @@ def _cell(cell: dict, rounds: list[dict]) -> tuple[dict, list[str], list[dict]]:
     def known(name: str) -> list[float]:
         return [r[name] for r in usable if _present(r[name])]
 
+    batches = [int(b) for b in known("batch")]
+    overheads = known("loop_overhead_us")
+    if batches and max(batches) > 1:
+        warns.append(f"timed in batches of up to {max(batches)} invokes per sample: the timing "
+                     f"loop's own {statistics.median(overheads):.2f} µs per sample is over 1% of "
+                     "one inference (p90/p99 are of batch means)")
+    if latency is not None and latency.value < TINY_US:
+        warns.append(f"under {TINY_US:g} µs per inference: the Python runner's invoke() call "
+                     "itself (about 1-2 µs) is part of every figure")
+
     envs = {name: known(name) for name in ("loadavg_1m", "steal_fraction", "temperature_c")}
     governors = sorted({r["governor"] for r in usable if r["governor"]})
     memory = known("peak_memory_bytes")
@@ -178,20 +206,22 @@ def _cell(cell: dict, rounds: list[dict]) -> tuple[dict, list[str], list[dict]]:
         **{name: cell[name] for name in KEY_COLUMNS}, "cell_id": cell["cell_id"],
         "position": cell["position"], "status": status, "reason": reason,
         "stop_reason": cell["stop_reason"], "protocol_version": cell["protocol_version"],
-        "target": cell["target"],
-        "reached_target": (on_target(medians, cell["target"])
-                           if medians and _present(cell["target"]) else None),
+        "target": cell["target"], "reached_target": None,  # judged with the speedups
         "rounds": len(usable), "incomplete_rounds": len(incomplete),
-        "failed_rounds": len(failed),
-        **_estimate_columns("median_us", latency),
-        "median_rel_half_width": latency.rel_half_width if latency else None,
-        **_estimate_columns("p90_us", estimate_or_none(known("p90_us"))),
+        "failed_rounds": len(failed), "pilot_rounds": pilot,
+        "needed_rounds": cell.get("needed_rounds"), "planned_rounds": cell.get("planned_rounds"),
+        "interval_method": latency.method if latency else None,
+        **_estimate_columns("latency_us", latency),
+        "latency_rel_half_width": latency.rel_half_width if latency else None,
+        **_estimate_columns("p90_us", _interval(known("p90_us"), pilot)),
         "p99_us": statistics.median(known("p99_us")) if known("p99_us") else None,
         "max_us": max(known("max_us")) if known("max_us") else None,
         "rounds_cv": rounds_cv, "iterations_cv": iterations_cv,
-        **_estimate_columns("init_us", estimate_or_none(known("init_us"))),
+        "batch": max(batches) if batches else None,
+        "loop_overhead_us": statistics.median(overheads) if overheads else None,
+        **_estimate_columns("init_us", _interval(known("init_us"), pilot)),
         **_estimate_columns("first_inference_us",
-                            estimate_or_none(known("first_inference_us"))),
+                            _interval(known("first_inference_us"), pilot)),
         "peak_memory_bytes": max(memory) if memory else None,
         "delegated": delegated,
         "delegate_nodes": first["delegate_nodes"] if first else None,
@@ -219,7 +249,7 @@ def _delegation(backend: str, rounds: list[dict]) -> str | None:
 
 
 SPEEDUP_COLUMNS = [*KEY_COLUMNS, "reference", "reference_backend", "speedup", "speedup_low",
-                   "speedup_high", "n", "rel_half_width"]
+                   "speedup_high", "n", "rel_half_width", "method"]
 
 
 def _speedups(stored: list[dict], cells: list[dict], medians: dict[ReferenceKey, dict],
@@ -227,6 +257,7 @@ def _speedups(stored: list[dict], cells: list[dict], medians: dict[ReferenceKey,
     """Paired speedups of every measured cell that has its fp32 reference."""
     usable = {(c["cell_id"]): c["status"] in ("ok", "pending") and c["rounds"] > 0
               for c in cells}
+    pilots = {c["cell_id"]: c["pilot_rounds"] for c in cells}
     out = []
     for cell in stored:
         key = _key(cell)
@@ -241,14 +272,37 @@ def _speedups(stored: list[dict], cells: list[dict], medians: dict[ReferenceKey,
             if reference == key.as_reference or reference not in medians:
                 continue  # fp32 against itself says nothing
             ratios = paired_ratios(medians[reference], medians[key.as_reference])
-            found = estimate_or_none(ratios)
+            found = _interval(ratios, pilots.get(cell["cell_id"]))
             if found is None:
                 continue
             out.append({**key._asdict(), "reference": name, "reference_backend": backend,
                         "speedup": found.value, "speedup_low": found.low,
                         "speedup_high": found.high, "n": found.n,
-                        "rel_half_width": found.rel_half_width})
+                        "rel_half_width": found.rel_half_width, "method": found.method})
     return out
+
+
+def _judge_targets(cells: list[dict], speedups: list[dict], warnings: list[dict]) -> None:
+    """Did each adaptive cell's reported interval come within its target? Say when not."""
+    same = {(s["model"], s["recipe"], s["device"], s["backend"], s["threads"]):
+            s["rel_half_width"] for s in speedups if s["reference"] == SAME_BACKEND}
+    for cell in cells:
+        target = cell["target"]
+        if not _present(target) or not cell["rounds"] or cell["status"] not in ("ok", "pending"):
+            continue
+        key = (cell["model"], cell["recipe"], cell["device"], cell["backend"], cell["threads"])
+        width = same.get(key, cell["latency_rel_half_width"])
+        if not _present(width):
+            continue
+        cell["reached_target"] = bool(width <= target + 1e-12)
+        if not cell["reached_target"] and cell["stop_reason"] in ("budget", "max_rounds"):
+            why = "the time budget" if cell["stop_reason"] == "budget" else "--max-rounds"
+            needed = (f" of the {int(cell['needed_rounds'])} its pilot asked for"
+                      if _present(cell["needed_rounds"]) else "")
+            text = (f"stopped by {why} after {cell['rounds']} rounds{needed}: its interval "
+                    f"(±{width * 100:.1f}%) is wider than the ±{target * 100:g}% target")
+            cell["warnings"] = [*cell["warnings"], text]
+            warnings.append({**{k: cell[k] for k in KEY_COLUMNS}, "warning": text})
 
 
 VARIANT_COLUMNS = ["model", "recipe", "sha256", "source", "status", "error", "size_bytes",

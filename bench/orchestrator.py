@@ -20,7 +20,6 @@ tests can hand the sweep fakes.
 from __future__ import annotations
 
 import dataclasses
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -29,23 +28,23 @@ from queue import Empty, Queue
 
 from bench.devices import Device
 from bench.keys import CellKey, FamilyKey
+from bench.measure import orders
 from bench.measure.cooldown import cool_down
 from bench.measure.machine_lock import LockHolder, MachineBusy, MachineLock
 from bench.measure.protocol import Protocol
 from bench.measure.session import DeviceSession
-from bench.measure.stopping import PROTOCOL_VERSION, decide
+from bench.measure.stopping import PROTOCOL_VERSION, decide, plan_family
+from bench.measure.stopping import Plan as RoundsPlan
 from bench.plan import Cell, Plan
-from bench.results import RoundContext, RoundResult
+from bench.results import RoundContext, RoundResult, fell_back
 from bench.runners.base import Runner, RunnerProbe, RunnerUnavailable
 from bench.store.base import FAILED, OK, PENDING, SKIPPED, Store
 from bench.transports.base import Transport, TransportError
 
 
 def round_order(cells: list[Cell], seed: int, device: str, index: int) -> list[Cell]:
-    """The cells of one round in a shuffled order that the seed reproduces."""
-    order = sorted(cells, key=lambda c: tuple(str(part) for part in c.key))
-    random.Random(f"{seed}/{device}/{index}").shuffle(order)
-    return order
+    """The cells of one device round in measuring order (`bench.measure.orders`)."""
+    return orders.round_order(cells, [c.key for c in cells], seed, device, index)
 
 
 class Interrupted(Exception):
@@ -62,10 +61,12 @@ class SweepOutcome:
 
 @dataclass
 class ResumeState:
-    """What a resumed run already has: usable round medians per cell, next round index."""
+    """What a resumed run already has: usable round medians per cell, next round index,
+    and the families' plans decided from their pilots."""
 
     medians: dict[CellKey, dict[int, float]] = field(default_factory=dict)
     next_round: dict[str, int] = field(default_factory=dict)  # device -> index
+    plans: dict[FamilyKey, RoundsPlan] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,8 +87,10 @@ class _Ready:
 @dataclass
 class _DeviceState:
     medians: dict[CellKey, dict[int, float]]
+    plans: dict[FamilyKey, RoundsPlan] = field(default_factory=dict)
     errors: dict[CellKey, str] = field(default_factory=dict)
     stopped: dict[CellKey, str] = field(default_factory=dict)
+    fallback: set[CellKey] = field(default_factory=set)  # the delegate took nothing
 
 
 class _MachineWorker(threading.Thread):
@@ -313,7 +316,8 @@ class Sweep:
     def _rounds(self, ready: _Ready, cells: list[Cell], outcome: SweepOutcome,
                 previous: ResumeState) -> None:
         device = ready.device
-        state = _DeviceState({c.key: dict(previous.medians.get(c.key, {})) for c in cells})
+        state = _DeviceState({c.key: dict(previous.medians.get(c.key, {})) for c in cells},
+                             plans=dict(previous.plans))
         index = previous.next_round.get(device.name, 0)
         budget = self.protocol.budget_for(len(cells))
         started = time.monotonic()
@@ -330,7 +334,10 @@ class Sweep:
                                               planned=len(order), cooldown=cooldown)
             measured: dict[CellKey, float] = {}
             for position, cell in enumerate(order):
-                result = self._one_round(ready, cell, index, position)
+                predecessor = order[position - 1].key.cell_id if position else None
+                result = self._one_round(ready, cell, index, position, predecessor)
+                if result.delegation and fell_back(cell.backend, result.delegation.delegated):
+                    state.fallback.add(cell.key)
                 if result.device_lost:
                     self._lose(device, active, result.error or "device lost", outcome)
                     return
@@ -365,7 +372,8 @@ class Sweep:
                                      reason=f"{error}; `bench run --resume` measures the rest")
                 self.on_finish(cell, PENDING, error, 0)
 
-    def _one_round(self, ready: _Ready, cell: Cell, index: int, position: int) -> RoundResult:
+    def _one_round(self, ready: _Ready, cell: Cell, index: int, position: int,
+                   predecessor: str | None) -> RoundResult:
         if self._stop.is_set():
             raise Interrupted()
         with self._lock:
@@ -375,7 +383,8 @@ class Sweep:
         if self._stop.is_set():
             raise Interrupted()  # killed by Ctrl-C: not a result
         context = RoundContext(round=index, session=self.session, position=position,
-                               host_seconds=time.perf_counter() - began)
+                               host_seconds=time.perf_counter() - began,
+                               predecessor=predecessor)
         with self._lock:
             self.store.record_round(self.run_id, cell.key, result, context)
             self.on_round(cell, result)
@@ -386,9 +395,19 @@ class Sweep:
         for cell in active:
             if cell.key not in state.stopped:
                 families.setdefault(cell.key.family, []).append(cell.key)
-        medians = {key: list(state.medians[key].values())
-                   for members in families.values() for key in members}
-        state.stopped.update(decide(families, medians, self.protocol, over_budget))
+        if self.protocol.adaptive:
+            for family, members in families.items():
+                if family in state.plans:
+                    continue
+                plan = plan_family(members, state.medians, self.protocol, state.fallback)
+                if plan is not None:  # decided once, from the pilot, and stored as a fact
+                    state.plans[family] = plan
+                    with self._lock:
+                        for key in members:
+                            self.store.save_plan(self.run_id, key, pilot=plan.pilot,
+                                                 needed=plan.needed, planned=plan.planned)
+        state.stopped.update(decide(families, state.medians, state.plans, self.protocol,
+                                    over_budget))
 
     def _stop_cell(self, cell: Cell, state: _DeviceState, outcome: SweepOutcome) -> None:
         reason_stop = state.stopped[cell.key]
@@ -403,7 +422,8 @@ class Sweep:
                 outcome: SweepOutcome, rounds: int) -> None:
         with self._lock:
             self.store.save_cell(self.run_id, cell.key, status=status, reason=reason,
-                                 stop_reason=stop_reason, protocol_version=PROTOCOL_VERSION,
+                                 stop_reason=stop_reason,
+                                 protocol_version=PROTOCOL_VERSION if stop_reason else None,
                                  target=self.protocol.target if self.protocol.adaptive
                                  else None)
             outcome.finished += 1

@@ -19,6 +19,14 @@ from dataclasses import dataclass, field
 
 OK = "ok"
 FAILED = "failed"
+# Backends that hand the graph to a delegate (cpu: the built-in kernels, no delegate).
+DELEGATE_BACKENDS = ("xnnpack", "gpu", "nnapi", "hexagon", "external")
+
+
+def fell_back(backend: str, delegated: str | None) -> bool:
+    """A delegate backend whose delegate took none of the graph: built-in kernels ran it,
+    so the figure is not one for that backend."""
+    return backend in DELEGATE_BACKENDS and delegated == "no"
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -109,6 +117,8 @@ class RoundResult:
     aggregate: Aggregate | None = None
     latencies_us: tuple[float, ...] | None = None
     warmup_runs: int | None = None
+    loop_overhead_us: float | None = None  # the timing loop's own cost per sample
+    batch: int | None = None  # invokes per timed sample (1 unless the model is tiny)
     init_us: float | None = None  # interpreter creation + tensor allocation
     first_inference_us: float | None = None
     peak_memory_bytes: int | None = None  # over the runner's own baseline
@@ -146,5 +156,6 @@ class RoundContext:
 
     round: int
     session: int
-    position: int  # place in the device's shuffled round order
+    position: int  # place in the device round's order
     host_seconds: float | None = None  # wall time on the harness, transport included
+    predecessor: str | None = None  # cell_id measured just before it in the same round

@@ -71,13 +71,13 @@ def test_run_end_to_end(workdir, cache_args):
     assert "random weights" in table
     run_id = run_id_of(table.splitlines()[-1])
     stored = cells(workdir, run_id)
-    assert len(stored) == 6  # 3 recipes x (xnnpack, cpu) from devices/local.toml
+    assert len(stored) == 3  # 3 recipes x xnnpack, the backend devices/local.toml declares
     assert {c["status"] for c in stored} == {"ok"}
     rounds = db(workdir).execute("SELECT runtime_name, median_us, init_us FROM rounds").fetchall()
-    assert len(rounds) == 6 and {r[0] for r in rounds} == {"ai-edge-litert"}
+    assert len(rounds) == 3 and {r[0] for r in rounds} == {"ai-edge-litert"}
     assert all(r[1] > 0 and r[2] > 0 for r in rounds)
     export = json.loads((workdir / "results" / "runs" / f"{run_id}.json").read_text())
-    assert len(export["cells"]) == 6 and len(export["runner_documents"]) == 6
+    assert len(export["cells"]) == 3 and len(export["runner_documents"]) == 3
     assert export["runner_documents"][0]["document"]["latencies_us"]
     assert {c["delegated"] for c in export["cells"] if c["backend"] == "xnnpack"} == {"yes"}
     # fp32 is the reference ("ref"), not a speedup of 1.00x over itself
@@ -88,7 +88,7 @@ def test_run_end_to_end(workdir, cache_args):
     assert shown.returncode == 0 and "tiny_cnn*  int8" in shown.stdout
     assert "why is int8 (not) faster on local?" in shown.stdout
     listing = run_bench(["runs"], workdir)
-    assert run_id in listing.stdout and "6/6 ok" in listing.stdout
+    assert run_id in listing.stdout and "3/3 ok" in listing.stdout
     device_row = db(workdir).execute("SELECT machine_id, runtime_version, config FROM "
                                      "run_devices").fetchone()
     assert device_row[0] and device_row[1] == "2.3.0"
@@ -96,8 +96,9 @@ def test_run_end_to_end(workdir, cache_args):
 
 
 def test_report_formats_carry_no_invented_values(workdir, cache_args):
-    done = run_bench(["run", "--models", "tiny_cnn", "--recipes", "fp32,int8", "--backends",
-                      "xnnpack", "--rounds", "3", "--runs", "5", "--min-seconds", "0.01",
+    device(workdir, "both", backends=["xnnpack", "cpu"])
+    done = run_bench(["run", "--devices", "both", "--models", "tiny_cnn", "--recipes",
+                      "fp32,int8", "--rounds", "3", "--runs", "5", "--min-seconds", "0.01",
                       *cache_args], workdir)
     assert done.returncode == 0, done.stderr
     run_id = run_id_of(done.stdout.splitlines()[-1])
@@ -106,12 +107,18 @@ def test_report_formats_carry_no_invented_values(workdir, cache_args):
     text = json.dumps(document)
     assert "NaN" not in text and "Infinity" not in text and '"unknown"' not in text
     int8 = next(c for c in document["cells"] if c["recipe"] == "int8")
-    assert int8["median_us_low"] <= int8["median_us"] <= int8["median_us_high"]
-    speedup = next(s for s in document["speedups"] if s["recipe"] == "int8")
-    assert speedup["n"] == 3 and speedup["speedup_low"] <= speedup["speedup"]
+    assert int8["latency_us_low"] <= int8["latency_us"] <= int8["latency_us_high"]
+    assert int8["interval_method"] == "log-t"  # a fixed protocol: no pilot
+    speedups = {(s["backend"], s["reference"]): s for s in document["speedups"]
+                if s["recipe"] == "int8"}
+    assert set(speedups) == {("xnnpack", "same_backend"), ("cpu", "same_backend"),
+                             ("cpu", "vs_cpu_fp32")}
+    found = speedups[("xnnpack", "same_backend")]
+    assert found["n"] == 3 and found["speedup_low"] <= found["speedup"] <= found["speedup_high"]
     csv_text = report(workdir, run_id, "csv")
     header, *rows = csv_text.strip().splitlines()
-    assert len(rows) == 2 and "median_us_low" in header and "speedup_same_backend_high" in header
+    assert len(rows) == 4 and "latency_us_low" in header and "speedup_same_backend_high" in header
+    assert "speedup_vs_cpu_fp32_reference_backend" in header
     assert ",nan," not in csv_text.lower()
     markdown = report(workdir, run_id, "md")
     assert markdown.startswith(f"## bench run {run_id}")

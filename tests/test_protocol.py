@@ -16,9 +16,13 @@ from bench.analysis import analyse
 from bench.devices import load_device
 from bench.measure.cooldown import cool_down
 from bench.measure.noise import round_warnings
+from bench.measure.orders import williams_square
 from bench.measure.protocol import Protocol
 from bench.measure.session import DeviceSession
+from bench.measure.stats import stein_rounds
+from bench.measure.stopping import PROTOCOL_VERSION, Plan, pilot_series, plan_family
 from bench.measure.stopping import decide as decide_rule
+from bench.measure.student_t import t_quantile
 from bench.orchestrator import round_order
 from bench.plan import Cell
 from bench.report.notes import int8_path
@@ -41,54 +45,104 @@ def as_row(record: RoundResult) -> dict:
     return {**row, "busy_processes": json.loads(row["busy_processes"])}
 
 
-def test_round_order_is_shuffled_per_round_and_reproducible():
-    cells = [cell(r) for r in ("fp32", "fp16", "dynamic", "int8", "int8-per-tensor")]
-    orders = [[c.recipe for c in round_order(cells, 42, "dev", i)] for i in range(6)]
-    assert all(sorted(o) == sorted(c.recipe for c in cells) for o in orders)
-    assert len({tuple(o) for o in orders}) > 1  # not the same order every round
-    again = [[c.recipe for c in round_order(list(reversed(cells)), 42, "dev", i)]
-             for i in range(6)]
-    assert orders == again  # the seed alone decides, not the input order
-    assert orders != [[c.recipe for c in round_order(cells, 43, "dev", i)] for i in range(6)]
+def test_round_orders_balance_position_and_carry_over_within_a_family():
+    """Four cells of one family over four rounds: a Williams square, each cell once in
+    each position and each ordered pair adjacent exactly once; reproducible from the seed
+    whatever order the cells come in; another family's block shuffled in between."""
+    cells = [cell(r) for r in ("fp32", "fp16", "int8", "dynamic")]
+    other = [cell(r, model="other") for r in ("fp32", "int8")]
+    rounds = [round_order(cells + other, 42, "dev", i) for i in range(4)]
+    mine = [[c.recipe for c in order if c.model == "m"] for order in rounds]
+    for position in range(4):
+        assert sorted(row[position] for row in mine) == sorted(c.recipe for c in cells)
+    pairs = [(a, b) for row in mine for a, b in zip(row, row[1:], strict=False)]
+    assert len(set(pairs)) == len(pairs) == 12  # every ordered pair once: carry-over balanced
+    for order in rounds:  # a family's cells run back to back
+        models = [c.model for c in order]
+        assert models == sorted(models, key=models.index)
+    again = [round_order(list(reversed(cells + other)), 42, "dev", i) for i in range(4)]
+    assert [[c.key for c in o] for o in again] == [[c.key for c in o] for o in rounds]
+    assert [[c.key for c in round_order(cells, 43, "dev", i)] for i in range(4)] != \
+        [[c.key for c in round_order(cells, 42, "dev", i)] for i in range(4)]
 
 
-def fake_medians(spread: float, count: int, rng) -> list[float]:
-    """Round medians of a cell whose rounds vary by `spread` µs around 1000 µs."""
-    return [float(np.median(1000 + rng.normal(0, spread, 30) + rng.normal(0, spread)))
-            for _ in range(count)]
+def test_williams_squares_for_odd_and_even_families():
+    for k in range(1, 8):
+        square = williams_square(k)
+        assert len(square) == (k if k % 2 == 0 else 2 * k)
+        for position in range(k):
+            column = [row[position] for row in square]
+            assert all(column.count(t) == len(square) // k for t in range(k))
+        pairs = [(a, b) for row in square for a, b in zip(row, row[1:], strict=False)]
+        assert all(pairs.count(p) == len(square) // k for p in set(pairs))
+
+
+def fake_medians(sd: float, count: int, rng, centre: float = 1000.0) -> dict[int, float]:
+    """Round medians of a cell whose rounds vary by a log-sd `sd` around `centre` µs."""
+    return {i: float(centre * np.exp(rng.normal(0, sd))) for i in range(count)}
 
 
 CELLS = [cell("fp32"), cell("int8"), cell("fp32", model="other")]
 
 
-def decide(protocol: Protocol, medians: dict, over_budget: bool = False) -> dict:
+def families_of(medians: dict) -> dict:
     families: dict = {}
     for key in medians:
         families.setdefault(key.family, []).append(key)
-    return decide_rule(families, medians, protocol, over_budget)
+    return families
 
 
-def test_stopping_waits_for_the_whole_family_and_respects_min_and_max():
+def test_the_pilot_plans_the_rounds_from_what_each_cell_reports():
     rng = np.random.default_rng(0)
-    protocol = Protocol(min_rounds=3, max_rounds=8, target=0.01)
-    quiet, noisy = fake_medians(0.5, 5, rng), fake_medians(80.0, 5, rng)
-    keys = [c.key for c in CELLS]
-    medians = {keys[0]: quiet, keys[1]: noisy, keys[2]: fake_medians(0.5, 5, rng)}
-    # m's fp32 reached the target but its int8 did not: the family goes on, paired;
-    # the other model's family is done
-    assert decide(protocol, medians) == {keys[2]: "target"}
-    # three tight rounds are not enough to stop on: their bootstrap is too optimistic
-    assert decide(protocol, {keys[2]: fake_medians(0.5, 3, rng)}) == {}
-    assert decide(protocol, {keys[0]: quiet, keys[1]: noisy}, over_budget=True) == {
-        keys[0]: "budget", keys[1]: "budget"}
-    two = {keys[0]: fake_medians(0.5, 2, rng), keys[1]: fake_medians(0.5, 2, rng)}
-    assert decide(protocol, two, over_budget=True) == {}  # below min_rounds: budget waits
-    eight = {keys[0]: fake_medians(80, 8, rng), keys[1]: fake_medians(80, 8, rng)}
-    assert set(decide(protocol, eight).values()) == {"max_rounds"}
+    protocol = Protocol(min_rounds=5, max_rounds=40, target=0.02)
+    fp32, int8 = CELLS[0].key, CELLS[1].key
+    # shared round effects: int8's speedup is steadier than either latency
+    shared = [float(np.exp(rng.normal(0, 0.05))) for _ in range(5)]
+    medians = {fp32: {i: 1000 * shared[i] * float(np.exp(rng.normal(0, 0.003)))
+                      for i in range(5)},
+               int8: {i: 400 * shared[i] * float(np.exp(rng.normal(0, 0.003)))
+                      for i in range(5)}}
+    assert plan_family([fp32, int8], {fp32: dict(list(medians[fp32].items())[:4]),
+                                      int8: medians[int8]}, protocol) is None  # pilot unfinished
+    plan = plan_family([fp32, int8], medians, protocol)
+    ratio = [medians[fp32][i] / medians[int8][i] for i in range(5)]
+    assert pilot_series(int8, [fp32, int8], medians, 5) == pytest.approx(ratio)
+    assert pilot_series(fp32, [fp32, int8], medians, 5) == list(medians[fp32].values())
+    # fp32 reports its latency (5% noisy): it, not int8's steady ratio, sets the rounds
+    assert plan.needed == max(stein_rounds(list(medians[fp32].values()), 0.02),
+                              stein_rounds(ratio, 0.02))
+    assert plan.needed == stein_rounds(list(medians[fp32].values()), 0.02)
+    assert plan.planned == min(plan.needed, 40) and plan.pilot == 5
+    # a fallback cell reports no speedup: its latency drives its part of the plan
+    assert pilot_series(int8, [fp32, int8], medians, 5, no_speedup={int8}) == \
+        list(medians[int8].values())
+
+
+def test_decisions_target_budget_max_and_fixed():
+    rng = np.random.default_rng(1)
+    protocol = Protocol(min_rounds=5, max_rounds=12, target=0.02)
+    keys = [CELLS[0].key, CELLS[1].key]
+    family = {keys[0].family: keys}
+    plan = Plan(pilot=5, needed=8, planned=8)
+    seven = {k: fake_medians(0.01, 7, rng) for k in keys}
+    eight = {k: fake_medians(0.01, 8, rng) for k in keys}
+    assert decide_rule(family, seven, {keys[0].family: plan}, protocol, False) == {}
+    assert set(decide_rule(family, eight, {keys[0].family: plan}, protocol,
+                           False).values()) == {"target"}
+    capped = Plan(pilot=5, needed=50, planned=12)
+    twelve = {k: fake_medians(0.01, 12, rng) for k in keys}
+    assert set(decide_rule(family, twelve, {keys[0].family: capped}, protocol,
+                           False).values()) == {"max_rounds"}
+    # the budget never cuts the pilot short, and ends the second stage
+    four = {k: fake_medians(0.01, 4, rng) for k in keys}
+    assert decide_rule(family, four, {}, protocol, over_budget=True) == {}
+    assert set(decide_rule(family, seven, {keys[0].family: plan}, protocol,
+                           over_budget=True).values()) == {"budget"}
     fixed = Protocol().with_rounds(3)
-    three = {keys[0]: fake_medians(0.5, 3, rng), keys[1]: fake_medians(0.5, 3, rng)}
-    assert set(decide(fixed, three).values()) == {"fixed_rounds"}
-    assert decide(fixed, {k: v[:2] for k, v in three.items()}) == {}
+    three = {k: fake_medians(0.01, 3, rng) for k in keys}
+    assert set(decide_rule(family, three, {}, fixed, False).values()) == {"fixed_rounds"}
+    assert decide_rule(family, {k: dict(list(v.items())[:2]) for k, v in three.items()}, {},
+                       fixed, False) == {}
 
 
 def test_cell_figures_carry_interval_and_target(tmp_path):
@@ -98,7 +152,7 @@ def test_cell_figures_carry_interval_and_target(tmp_path):
                     protocol_version=2, seed=1)
     key = cell("int8").key
     store.save_cell("r", key, status="pending")
-    for index, median in enumerate(fake_medians(0.5, 5, rng)):
+    for index, median in fake_medians(0.002, 5, rng).items():
         store.start_device_round("r", "dev", index, session=1, seed=1, planned=1,
                                  cooldown=None)
         store.record_round("r", key, RoundResult("ok", aggregate=Aggregate.of([median])),
@@ -106,10 +160,11 @@ def test_cell_figures_carry_interval_and_target(tmp_path):
         store.finish_device_round("r", "dev", index)
     store.save_cell("r", key, status="ok", stop_reason="target", protocol_version=2,
                     target=0.01)
+    store.save_plan("r", key, pilot=5, needed=5, planned=5)
     row = analyse(store.facts("r")).cells.iloc[0]
-    assert row["median_us_low"] <= row["median_us"] <= row["median_us_high"]
+    assert row["latency_us_low"] <= row["latency_us"] <= row["latency_us_high"]
     assert row["rounds"] == 5 and row["reached_target"] and row["stop_reason"] == "target"
-    assert row["median_rel_half_width"] <= 0.01
+    assert row["latency_rel_half_width"] <= 0.01 and row["interval_method"] == "stein(pilot=5)"
     store.close()
 
 
@@ -225,9 +280,16 @@ def test_table_shows_intervals_and_noise_marks(tmp_path):
     for key in (fp32, int8):
         store.save_cell("r", key, status="ok", stop_reason="fixed_rounds", protocol_version=2)
     text = render(analyse(store.facts("r")))
-    assert "7.04 [6.93, 7.14]" in text  # median of round medians 7035, 7135.5, 6934.5 µs
+    # geometric mean of round medians 7035, 7135.5, 6934.5 µs and its t-interval on logs
+    logs = np.log([7035.0, 7135.5, 6934.5])
+    half = t_quantile(0.975, 2) * np.std(logs, ddof=1) / np.sqrt(3)
+    low, mid, high = np.exp(logs.mean() - half), np.exp(logs.mean()), np.exp(logs.mean() + half)
+    assert f"{mid / 1000:.2f} [{low / 1000:.2f}, {high / 1000:.2f}]" in text
     # int8 against fp32, paired per round: ratios 2.000, 2.088, 1.971
-    assert "2.00x [1.97, 2.09]" in text and " ref " in text
+    ratios = np.log([7035.0 / 3517.5, 7135.5 / 3417.0, 6934.5 / 3517.5])
+    half = t_quantile(0.975, 2) * np.std(ratios, ddof=1) / np.sqrt(3)
+    shown = (np.exp(ratios.mean()), np.exp(ratios.mean() - half), np.exp(ratios.mean() + half))
+    assert "{:.2f}x [{:.2f}, {:.2f}]".format(*shown) in text and " ref " in text
     assert "m int8 on dev/xnnpack/t1: CPU steal above 2% in 3/3 rounds" in text
     store.close()
 
@@ -244,7 +306,9 @@ def test_dry_run_plans_without_measuring(workdir):
                       "--recipes", "fp32,int8", "--backends", "xnnpack,gpu"], workdir)
     assert done.returncode == 0, done.stderr
     assert "plan: 4 cell(s) to measure, 4 skipped" in done.stdout
-    assert "estimated measurement time" in done.stdout and "3-15 rounds" in done.stdout
+    assert "estimated measurement time" in done.stdout
+    assert "a pilot of 5 rounds, then as many as each family needs for ±2%" in done.stdout
+    assert "no history" in done.stdout
     assert not (workdir / "results" / "bench.sqlite").exists()
     assert not (workdir / "models").exists()  # nothing converted
 
@@ -277,7 +341,13 @@ def test_rounds_are_interleaved_in_the_recorded_order(workdir, model_cache, tiny
         assert sorted(p for _, _, p in entries) == [0, 1, 2]
     stored = db.execute("SELECT status, stop_reason, protocol_version FROM cells WHERE "
                         "recipe = 'int8'").fetchone()
-    assert stored == ("ok", "fixed_rounds", 2)
+    assert stored == ("ok", "fixed_rounds", PROTOCOL_VERSION)
+    # each round records who ran just before it in the same device round
+    chain = db.execute("SELECT r.round, r.position, r.cell_id, r.predecessor FROM rounds r "
+                       "ORDER BY r.round, r.position").fetchall()
+    for (index, position, _, predecessor), before in zip(chain, [None, *chain], strict=False):
+        expected = before[2] if position else None
+        assert predecessor == expected, (index, position)
     assert "speedup [95% CI]" in done.stdout and "x [" in done.stdout
 
 
@@ -295,3 +365,25 @@ def test_cell_flags_conditions_seen_in_at_least_half_the_rounds():
     assert cell_warnings(steady, 1, 0.07, 0.2) == [
         "CPU steal above 2% in 2/4 rounds", "round medians vary: CV 7.0%",
         "iterations vary: CV 20.0%"]
+
+
+def test_tiny_and_batched_cells_say_so(tmp_path):
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    store.start_run("r", label=None, settings={}, host={}, harness_version="x", protocol={},
+                    protocol_version=3, seed=1)
+    key = cell("int8").key
+    store.save_cell("r", key, status="pending")
+    for index in range(3):
+        store.start_device_round("r", "dev", index, session=1, seed=1, planned=1,
+                                 cooldown=None)
+        store.record_round("r", key, RoundResult("ok", aggregate=Aggregate.of([4.8, 4.9]),
+                                                 batch=40, loop_overhead_us=0.21),
+                           RoundContext(index, 1, 0))
+        store.finish_device_round("r", "dev", index)
+    store.save_cell("r", key, status="ok", stop_reason="fixed_rounds", protocol_version=3)
+    row = analyse(store.facts("r")).cells.iloc[0]
+    assert row["batch"] == 40 and row["loop_overhead_us"] == pytest.approx(0.21)
+    text = "; ".join(row["warnings"])
+    assert "timed in batches of up to 40 invokes" in text and "0.21 µs" in text
+    assert "under 100 µs per inference" in text
+    store.close()

@@ -147,3 +147,17 @@ def test_probe_reports_python_numpy_runtimes_and_cpu(request, which):
 def test_usage_error_without_arguments():
     done = subprocess.run([sys.executable, str(RUNNER_FILE)], capture_output=True, text=True)
     assert done.returncode == 2 and "usage" in done.stderr
+
+
+def test_a_tiny_model_is_timed_in_batches_when_the_loop_costs_too_much(tmp_path, tiny_variants):
+    """The loop's own cost per sample is measured; over the limit, samples time batches."""
+    plain = run_runner(tmp_path, sys.executable, tiny_variants["fp32"].path, min_runs=20)
+    assert plain["batch"] == 1 and 0 < plain["loop_overhead_us"] < 5
+    batched = run_runner(tmp_path, sys.executable, tiny_variants["fp32"].path, min_runs=20,
+                         overhead_limit=1e-5)  # as if one invoke were 100000x cheaper
+    assert batched["batch"] > 1 and len(batched["latencies_us"]) >= 20
+    per_invoke = sorted(plain["latencies_us"])[len(plain["latencies_us"]) // 2]
+    batch_mean = sorted(batched["latencies_us"])[len(batched["latencies_us"]) // 2]
+    assert 0.3 < batch_mean / per_invoke < 3  # still the time of one inference
+    typed = from_document(batched)
+    assert typed.batch == batched["batch"] and typed.loop_overhead_us > 0

@@ -173,13 +173,14 @@ def test_an_interrupted_round_is_kept_unpaired_and_measured_again_whole(tmp_path
 
 
 def test_a_family_that_stopped_before_an_interruption_keeps_its_speedups(tmp_path, store):
-    """Adaptive stopping: the quiet family reaches its target after 5 rounds, the noisy
-    one goes on; Ctrl-C in round 7; after --resume both families have every speedup."""
+    """Adaptive stopping: the quiet family's 3-round pilot plans no more rounds, the noisy
+    one's plans more than the maximum; Ctrl-C in round 5; after --resume both families
+    have every speedup, with Stein intervals from their pilots."""
     local = device(tmp_path, "dev", '["xnnpack"]')
     plan = make_plan(variants("quiet", "noisy"), [local], None, None)
     protocol = Protocol(min_rounds=3, max_rounds=9, target=0.01)
     latency = {"fp32": 1000.0, "int8": 400.0}
-    first = FakeRunner(latency, swing={"noisy": 0.3}, interrupt_at=4 * 5 + 2 * 1 + 1)
+    first = FakeRunner(latency, swing={"noisy": 0.3}, interrupt_at=4 * 3 + 2 * 1 + 1)
     job = sweep(store, {"dev": FakeMachine("A")}, {"dev": first}, protocol)
     job.record_plan(plan)
     with pytest.raises(Interrupted):
@@ -197,8 +198,15 @@ def test_a_family_that_stopped_before_an_interruption_keeps_its_speedups(tmp_pat
     analysis = analyse(store.facts("r"))
     found = analysis.speedups.set_index("model")
     assert set(found.index) == {"quiet", "noisy"}
-    assert found.loc["quiet", "n"] == 5 and found.loc["noisy", "n"] == 9
+    assert found.loc["quiet", "n"] == 3 and found.loc["noisy", "n"] == 9
     assert found.loc["quiet", "speedup"] == pytest.approx(2.5)
+    assert set(found["method"]) == {"stein(pilot=3)"}
+    cells = analysis.cells.set_index(["model", "recipe"])
+    assert cells.loc[("noisy", "int8"), "stop_reason"] == "max_rounds"
+    assert cells.loc[("noisy", "int8"), "needed_rounds"] > 9
+    assert not cells.loc[("noisy", "int8"), "reached_target"]
+    assert any("wider than the ±1% target" in w for w in cells.loc[("noisy", "int8"),
+                                                                     "warnings"])
 
 
 def test_a_lost_link_leaves_the_device_for_a_resume_with_its_rounds(tmp_path, store):

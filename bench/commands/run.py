@@ -21,11 +21,13 @@ from bench.analysis import analyse
 from bench.cli import DEFAULT_DEVICES, DEFAULT_MODELS
 from bench.devices import Device, load_devices
 from bench.errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_OK, UsageError
+from bench.forecast import forecast
 from bench.keys import ReferenceKey
 from bench.measure.environment import host_environment
 from bench.measure.machine_lock import LockHolder
 from bench.measure.protocol import Protocol
 from bench.measure.stopping import PROTOCOL_VERSION
+from bench.measure.stopping import Plan as RoundsPlan
 from bench.orchestrator import Interrupted, ResumeState, Sweep
 from bench.plan import Plan, make_plan
 from bench.progress import Progress
@@ -282,6 +284,11 @@ def resume_state(store: Store, run_id: str, plan: Plan, variants: list[Variant])
     for cell in plan.cells:
         if cell.key.cell_id in medians:
             previous.medians[cell.key] = medians[cell.key.cell_id]
+        row = stored.get(cell.key.as_reference)
+        if row and row.get("pilot_rounds"):  # the family's plan, decided from its pilot
+            previous.plans[cell.key.family] = RoundsPlan(
+                pilot=row["pilot_rounds"], needed=row["needed_rounds"],
+                planned=row["planned_rounds"])
     for row in facts.device_rounds:
         previous.next_round[row["device"]] = max(previous.next_round.get(row["device"], 0),
                                                  row["round"] + 1)
@@ -294,8 +301,8 @@ def resume_state(store: Store, run_id: str, plan: Plan, variants: list[Variant])
 def describe(protocol: Protocol) -> str:
     if not protocol.adaptive:
         return f"{protocol.min_rounds} round(s) each"
-    return (f"{protocol.min_rounds}-{protocol.max_rounds} rounds each until the median is "
-            f"known within ±{protocol.target * 100:g}%")
+    return (f"a pilot of {protocol.min_rounds} rounds, then as many as each family needs for "
+            f"±{protocol.target * 100:g}% intervals (at most {protocol.max_rounds})")
 
 
 def threads_warnings(device: Device, threads: list[int] | None) -> list[str]:
@@ -308,19 +315,15 @@ def threads_warnings(device: Device, threads: list[int] | None) -> list[str]:
 
 
 def dry_run(args: argparse.Namespace) -> int:
-    """The plan and an estimate of its time, without converting or measuring anything."""
+    """The plan, the rounds and intervals to expect (from the store's history of the same
+    cells, where it has some) and the time it will take; nothing converted or measured."""
     settings = new_settings(args)
     devices, protocol, specs = checked(settings, args)
     names = [(spec.name, recipe) for spec in specs
              for recipe in recipes_for(spec, settings["recipes"])]
     variants = [Variant(model, recipe, "ok") for model, recipe in names]
     plan = make_plan(variants, devices, settings["backends"], settings["threads"])
-    per_round = (protocol.warmup_min_s + protocol.min_s + 0.5)  # + process start, load
-    cells = len(plan.cells)
-    low = cells * protocol.min_rounds * per_round
-    budget = protocol.budget_for(max(cells, 1))
-    high = max(low, min(cells * protocol.max_rounds * per_round, budget + cells * per_round))
-    print(f"plan: {cells} cell(s) to measure, {len(plan.skipped)} skipped")
+    print(f"plan: {len(plan.cells)} cell(s) to measure, {len(plan.skipped)} skipped")
     for device in devices:
         mine = [c for c in plan.cells if c.device == device.name]
         print(f"  {device.name}: {len(mine)} cell(s): "
@@ -329,10 +332,44 @@ def dry_run(args: argparse.Namespace) -> int:
               f"{','.join(str(t) for t in sorted({c.threads for c in mine}))}")
     for cell, reason in plan.skipped:
         print(f"  skipped: {cell.label}: {reason}")
+    per_device = {d.name: len([c for c in plan.cells if c.device == d.name]) for d in devices}
+    budget = max((protocol.budget_for(n) for n in per_device.values() if n), default=0.0)
     print(f"rounds: {describe(protocol)}; budget {budget:.0f}s per device")
-    print(f"estimated measurement time: {low:.0f}s to {high:.0f}s (slow models take longer: "
-          f"each round runs at least {protocol.min_runs} inferences), plus conversions of "
-          "variants missing from the cache")
+    forecasts, unknown = ({}, [])
+    if Path(args.store).is_file() and plan.cells:
+        store = open_store(args.store, readonly=True)
+        try:
+            forecasts, unknown = forecast(store, plan, protocol, budget)
+        finally:
+            store.close()
+    else:
+        unknown = sorted({c.key.family for c in plan.cells})
+    total = 0.0
+    for family, found in sorted(forecasts.items()):
+        width = found.expected_half_width(max(protocol.min_rounds, 2))
+        verdict = "within" if width <= protocol.target + 1e-9 else "wider than"
+        print(f"  {family.model} on {family.device}/t{family.threads}: about {found.rounds} "
+              f"round(s) (its noisiest figure, {found.noisiest}, varied {found.sd_log * 100:.1f}% "
+              f"per round in run {found.run_id}; it needs {found.needed}, the budget allows "
+              f"{found.affordable}); expect ±{width * 100:.1f}%, {verdict} the "
+              f"±{protocol.target * 100:g}% target")
+        total = max(total, found.rounds * sum(f.seconds_per_round for f in forecasts.values()
+                                              if f.family.device == family.device))
+    for family in unknown:
+        print(f"  {family.model} on {family.device}/t{family.threads}: no history in "
+              f"{args.store}; " + ("the pilot decides" if protocol.adaptive else
+                                   f"{protocol.min_rounds} round(s)"))
+    per_round = protocol.warmup_min_s + protocol.min_s + 0.4  # + process start and load
+    cells = max(per_device.values(), default=0)
+    low = cells * protocol.min_rounds * per_round
+    high = max(low, min(cells * protocol.max_rounds * per_round, budget + cells * per_round))
+    if forecasts and not unknown:
+        print(f"estimated measurement time: about {total:.0f}s (from history), plus "
+              "conversions of variants missing from the cache")
+    else:
+        print(f"estimated measurement time: {low:.0f}s to {high:.0f}s (slow models take "
+              f"longer: each round runs at least {protocol.min_runs} inferences), plus "
+              "conversions of variants missing from the cache")
     return EXIT_OK
 
 

@@ -66,8 +66,9 @@ def to_json(analysis: Analysis, raw_rounds: list[dict] | None = None) -> str:
 
 CSV_SPEEDUPS = (SAME_BACKEND, VS_CPU_FP32)
 CSV_CELL_COLUMNS = [
-    *KEY_COLUMNS, "status", "reason", "rounds", "stop_reason", "reached_target",
-    "median_us", "median_us_low", "median_us_high", "p90_us", "p90_us_low", "p90_us_high",
+    *KEY_COLUMNS, "status", "reason", "rounds", "stop_reason", "reached_target", "target",
+    "pilot_rounds", "planned_rounds", "interval_method",
+    "latency_us", "latency_us_low", "latency_us_high", "p90_us", "p90_us_low", "p90_us_high",
     "p99_us", "max_us", "rounds_cv", "iterations_cv", "init_us", "init_us_low", "init_us_high",
     "first_inference_us", "first_inference_us_low", "first_inference_us_high",
     "peak_memory_bytes", "delegated", "delegate_nodes", "graph_nodes", "runtime_name",
@@ -148,9 +149,10 @@ def to_markdown(analysis: Analysis) -> str:
         out += ["", *[_md_cell(line) if not line.startswith("  - ") else
                       "- " + _md_cell(line[4:]) for note in notes
                       for line in note.strip().splitlines()]]
-    out += ["", "Median and p90: median of per-round values with a 95% CI over rounds (a "
-            "round is a fresh runner process). Speedup: paired per-round ratios fp32 / "
-            "variant, their median and 95% CI. `*`: random weights."]
+    out += ["", "Latency and p90: geometric mean of the per-round values (a round is a fresh "
+            "runner process) with a 95% t-interval on their logs. Speedup: geometric mean of "
+            "paired per-round ratios fp32 / variant, with the paired t-interval. `*`: random "
+            "weights."]
     return "\n".join(out) + "\n"
 
 

@@ -77,8 +77,8 @@ def timing_rows(analysis: Analysis) -> list[dict]:
             "device": row["device"],
             "backend": row["backend"],
             "thr": str(row["threads"]),
-            "median ms [95% CI]": with_ci(row["median_us"], row["median_us_low"],
-                                          row["median_us_high"]),
+            "latency ms [95% CI]": with_ci(row["latency_us"], row["latency_us_low"],
+                                           row["latency_us_high"]),
             "p90 ms [95% CI]": with_ci(row["p90_us"], row["p90_us_low"], row["p90_us_high"]),
             "rounds": rounds_text(row),
             "speedup [95% CI]": "ref" if is_reference and measured else ratio(same),
@@ -132,7 +132,7 @@ def _snr(variant: dict) -> str:
     return f"{value:.1f}" if known(value) else DASH
 
 
-NUMERIC = {"thr", "median ms [95% CI]", "p90 ms [95% CI]", "rounds", "speedup [95% CI]",
+NUMERIC = {"thr", "latency ms [95% CI]", "p90 ms [95% CI]", "rounds", "speedup [95% CI]",
            "vs cpu fp32", "size MB", "compr.", "top-1 vs fp32", "SNR dB"}
 
 
@@ -190,10 +190,11 @@ def render(analysis: Analysis, width: int = 120) -> str:
         out += ["", "* random weights (seeded): latency and size are real; top-1 and SNR only "
                 "say how faithfully the conversion\n  reproduces a random network, whose "
                 "signal can vanish in int8. Trained weights give accuracy figures."]
-    out += ["", "median / p90: median of per-round values, 95% CI bootstrapped over rounds (a "
-            "round is a fresh runner process).",
-            "speedup: per-round ratios fp32 / this (same model, device, backend, threads, "
-            "round), their median and 95% CI; ref: the fp32 reference itself."]
+    out += ["", "latency / p90: geometric mean of the per-round values (a round is a fresh "
+            "runner process), 95% t-interval on their logs (with a pilot's sd when the rounds "
+            "were planned from one).",
+            "speedup: geometric mean of per-round ratios fp32 / this (same model, device, "
+            "backend, threads, round), paired 95% t-interval; ref: the fp32 reference itself."]
     if "vs cpu fp32" not in drop:
         backends = sorted({b for b in analysis.devices["cpu_reference_backend"] if known(b)})
         out.append(f"vs cpu fp32: the same against fp32 on the device's CPU reference backend "

@@ -16,6 +16,7 @@ know is null, never 0 or a placeholder string.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -24,7 +25,7 @@ import traceback
 
 JOB_SCHEMA_VERSION = 1
 RESULT_SCHEMA_VERSION = 2  # 2: init_us, peak_memory_bytes; null for unknown readings
-RUNNER_VERSION = "3"
+RUNNER_VERSION = "4"
 PROBE_PREFIX = "BENCH-PROBE "
 
 # Module candidates for `tflite_module = "auto"`, most capable first.
@@ -313,8 +314,32 @@ def make_inputs(numpy, interpreter, seed):
     return inputs
 
 
+OVERHEAD_LIMIT = 0.01  # the loop's own cost may be at most this share of an inference
+MAX_BATCH = 10000
+
+
+def loop_overhead_us(clock, samples=2000):
+    """The timing loop's own cost per sample: the same loop around a call that does
+    nothing (two clock reads, a call, an append), median over `samples`."""
+    def nothing():
+        pass
+
+    costs = []
+    append = costs.append
+    for _ in range(samples):
+        before = clock()
+        nothing()
+        append(clock() - before)
+    costs.sort()
+    return costs[len(costs) // 2] / 1000.0
+
+
 def timed_loop(interpreter, job):
-    """Warm-up, then the timed loop, with benchmark_model's stopping rules."""
+    """Warm-up, then the timed loop, with benchmark_model's stopping rules.
+
+    When the loop's own cost per sample is over OVERHEAD_LIMIT of one inference (a model
+    of a few microseconds), each sample times a batch of invokes and records their mean;
+    the batch size and the overhead go into the result."""
     invoke = interpreter.invoke
     clock = time.perf_counter_ns
     warmup_runs, warmup_min_s = int(job["warmup_runs"]), float(job["warmup_min_s"])
@@ -322,18 +347,30 @@ def timed_loop(interpreter, job):
     while done < warmup_runs or now_s() - start < warmup_min_s:
         invoke()
         done += 1
+    per_invoke_us = (now_s() - start) * 1e6 / max(done, 1)
+    overhead = loop_overhead_us(clock)
+    limit = float(job.get("overhead_limit", OVERHEAD_LIMIT))
+    batch = 1
+    if per_invoke_us > 0 and overhead > limit * per_invoke_us:
+        batch = min(MAX_BATCH, int(math.ceil(overhead / (limit * per_invoke_us))))
     min_runs, min_s, max_s = int(job["min_runs"]), float(job["min_s"]), float(job["max_s"])
     latencies = []
     append = latencies.append
     start = now_s()
     while True:
-        before = clock()
-        invoke()
-        append((clock() - before) / 1000.0)
+        if batch == 1:
+            before = clock()
+            invoke()
+            append((clock() - before) / 1000.0)
+        else:
+            before = clock()
+            for _ in range(batch):
+                invoke()
+            append((clock() - before) / 1000.0 / batch)
         elapsed = now_s() - start
         if elapsed >= max_s or (len(latencies) >= min_runs and elapsed >= min_s):
             break
-    return done, latencies
+    return done, latencies, overhead, batch
 
 
 def set_affinity(cpus):
@@ -378,7 +415,8 @@ def measure(job, result):
     interpreter.invoke()
     result["first_inference_us"] = (now_s() - started) * 1e6
     environment["procs_running_mid"] = proc_stat()[1]
-    result["warmup_runs"], result["latencies_us"] = timed_loop(interpreter, job)
+    (result["warmup_runs"], result["latencies_us"], result["loop_overhead_us"],
+     result["batch"]) = timed_loop(interpreter, job)
     peak = peak_rss_kib()
     result["peak_memory_bytes"] = ((peak - baseline_kib) * 1024
                                    if None not in (peak, baseline_kib) else None)

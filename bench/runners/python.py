@@ -179,6 +179,8 @@ def from_document(doc: dict) -> RoundResult:
         aggregate=Aggregate.of(latencies) if ok else None,
         latencies_us=tuple(float(v) for v in latencies) if ok else None,
         warmup_runs=doc.get("warmup_runs") if isinstance(doc.get("warmup_runs"), int) else None,
+        loop_overhead_us=_number(doc.get("loop_overhead_us")),
+        batch=doc.get("batch") if isinstance(doc.get("batch"), int) else None,
         init_us=init_us,
         first_inference_us=_number(doc.get("first_inference_us")),
         peak_memory_bytes=peak,

@@ -76,6 +76,11 @@ class Store(ABC):
         """Insert or update a cell's status and stop decision."""
 
     @abstractmethod
+    def save_plan(self, run_id: str, key: CellKey, *, pilot: int, needed: int,
+                  planned: int) -> None:
+        """A family's second stage, decided from its pilot (Stein's procedure)."""
+
+    @abstractmethod
     def start_device_round(self, run_id: str, device: str, index: int, *, session: int,
                            seed: int, planned: int, cooldown: dict | None) -> None: ...
 

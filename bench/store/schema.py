@@ -91,6 +91,9 @@ CREATE TABLE cells (
     stop_reason TEXT,                   -- target | max_rounds | budget | fixed_rounds | ...
     protocol_version INTEGER,
     target DOUBLE PRECISION,
+    pilot_rounds INTEGER,               -- Stein's first stage: the pilot the plan came from
+    needed_rounds INTEGER,              -- rounds the family needed for a ±target interval
+    planned_rounds INTEGER,             -- needed, capped at the protocol's max_rounds
     position INTEGER,
     updated_at TEXT NOT NULL,
     PRIMARY KEY (run_id, cell_id)
@@ -116,7 +119,8 @@ CREATE TABLE rounds (
     cell_id TEXT NOT NULL,
     round INTEGER NOT NULL,
     session INTEGER,
-    position INTEGER,
+    position INTEGER,                   -- place in the device round
+    predecessor TEXT,                   -- cell_id measured just before, in the same round
     status TEXT NOT NULL,               -- ok | failed
     error TEXT,
     device_lost INTEGER NOT NULL,
@@ -131,6 +135,8 @@ CREATE TABLE rounds (
     min_us DOUBLE PRECISION,
     max_us DOUBLE PRECISION,
     warmup_runs INTEGER,
+    loop_overhead_us DOUBLE PRECISION,  -- the timing loop's own cost per sample
+    batch INTEGER,                      -- invokes timed together per sample (tiny models)
     init_us DOUBLE PRECISION,
     first_inference_us DOUBLE PRECISION,
     peak_memory_bytes INTEGER,

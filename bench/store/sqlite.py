@@ -198,6 +198,12 @@ class SQLiteStore(Store):
             row["position"] = position
         self._upsert("cells", row, ("run_id", "cell_id"))
 
+    def save_plan(self, run_id: str, key: CellKey, *, pilot: int, needed: int,
+                  planned: int) -> None:
+        self._write("UPDATE cells SET pilot_rounds = ?, needed_rounds = ?, planned_rounds = ?, "
+                    "updated_at = ? WHERE run_id = ? AND cell_id = ?",
+                    (pilot, needed, planned, utc_now(), run_id, key.cell_id))
+
     def start_device_round(self, run_id: str, device: str, index: int, *, session: int,
                            seed: int, planned: int, cooldown: dict | None) -> None:
         cooldown = cooldown or {}
@@ -291,8 +297,10 @@ def round_row(run_id: str, cell_id: str, result: RoundResult, context: RoundCont
     row = {
         "run_id": run_id, "cell_id": cell_id, "round": context.round,
         "session": context.session, "position": context.position,
+        "predecessor": context.predecessor,
         "status": result.status, "error": result.error, "device_lost": int(result.device_lost),
-        "warmup_runs": result.warmup_runs, "init_us": result.init_us,
+        "warmup_runs": result.warmup_runs, "loop_overhead_us": result.loop_overhead_us,
+        "batch": result.batch, "init_us": result.init_us,
         "first_inference_us": result.first_inference_us,
         "peak_memory_bytes": result.peak_memory_bytes,
         "delegated": delegation.delegated if delegation else None,
