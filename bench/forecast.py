@@ -101,9 +101,11 @@ def forecast(store: Store, plan: Plan, protocol: Protocol, budget_s: float,
                 affordable=protocol.max_rounds,
                 seconds_per_round=statistics.median(seconds) * len(wanted))
     # a device round runs every family of the device: the budget is shared between them
+    # (a family without history is taken to cost what the others cost on average)
     for device in {f.device for f in found}:
         mine = [f for f in found.values() if f.family.device == device]
-        per_device_round = sum(f.seconds_per_round for f in mine)
+        unknown = [f for f in families if f.device == device and f not in found]
+        per_device_round = sum(f.seconds_per_round for f in mine) * (1 + len(unknown) / len(mine))
         affordable = max(protocol.min_rounds, int(budget_s // per_device_round) + 1)
         for item in mine:
             found[item.family] = dataclasses.replace(item, affordable=affordable)

@@ -9,9 +9,12 @@
    once the bootstrap width is within ±1%, from 5 rounds, 3-15 rounds) against Stein's
    two stages (a 5-round pilot plans N for ±2%, at most 30): coverage and rounds taken.
 3. Real data (with --reference-rounds N): a long fixed run of MobileNetV2 fp32 and int8
-   on XNNPACK here; its geometric means over all N rounds are taken as the truth, and the
-   adaptive procedure is replayed on random orders of those rounds: how often its interval
-   covers that truth, and how many rounds it takes.
+   on XNNPACK here. Its N rounds stand for this machine's distribution of rounds (with
+   whatever bursts it has): the adaptive procedure is replayed on rounds drawn from them
+   with replacement (paired: one draw gives fp32 and int8 of the same round), and its
+   interval judged against the geometric mean of all N, which is the truth of that
+   distribution. (Drawing without replacement from the same N would share data between
+   replay and truth and flatter the coverage.)
 4. With --run RUN_ID (a run in the store): its rounds and interval half-widths per cell.
 
 Usage: python benchmarks/interval_coverage.py [--trials 4000] [--reference-rounds 60]
@@ -131,7 +134,7 @@ def real_data(rounds: int, cache: Path, replays: int) -> None:
     fp32 = usable[usable["recipe"] == "fp32"].set_index("round")["median_us"]
     int8 = usable[usable["recipe"] == "int8"].set_index("round")["median_us"]
     common = sorted(set(fp32.index) & set(int8.index))
-    fp32, int8 = fp32[common].to_numpy(), int8[common].to_numpy()
+    fp32, int8 = fp32[common].to_numpy(dtype=float), int8[common].to_numpy(dtype=float)
     ratio = fp32 / int8
     truths = {"fp32 latency": math.exp(np.mean(np.log(fp32))),
               "int8 speedup": math.exp(np.mean(np.log(ratio)))}
@@ -144,7 +147,7 @@ def real_data(rounds: int, cache: Path, replays: int) -> None:
         hits = {name: 0 for name in truths}
         taken = []
         for _ in range(replays):
-            order = rng.permutation(len(common))
+            order = rng.integers(0, len(common), 30)
             f, q = fp32[order], ratio[order]
             planned = min(max(stein_rounds(list(f[:5]), target),
                               stein_rounds(list(q[:5]), target)), 30)

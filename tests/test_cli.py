@@ -521,3 +521,17 @@ def test_a_run_whose_harness_was_killed_is_shown_as_such(workdir, cache_args):
     assert "killed (resume it)" in listing.stdout
     for pid in map(int, pids.read_text().split()) if pids.exists() else ():
         os.killpg(pid, signal.SIGKILL)  # the orphaned runner's group (a real SIGKILL leaves it)
+
+
+def test_dry_run_forecasts_rounds_and_intervals_from_history(workdir, cache_args):
+    done = run_bench(["run", "--models", "tiny_cnn", "--recipes", "fp32,int8", "--rounds",
+                      "4", "--runs", "5", "--min-seconds", "0.01", *cache_args], workdir)
+    assert done.returncode == 0, done.stderr
+    run_id = run_id_of(done.stdout.splitlines()[-1])
+    plan = run_bench(["run", "--dry-run", "--models", "tiny_cnn,mobilenet_v2", "--recipes",
+                      "fp32,int8", *cache_args], workdir)
+    assert plan.returncode == 0, plan.stderr
+    line = next(x for x in plan.stdout.splitlines() if x.startswith("  tiny_cnn on local"))
+    assert f"in run {run_id}" in line and "round(s)" in line and "expect ±" in line
+    assert "mobilenet_v2 on local/t1: no history" in plan.stdout
+    assert len(db(workdir).execute("SELECT id FROM runs").fetchall()) == 1  # nothing stored
