@@ -32,12 +32,14 @@ $(OLD_VENV)/.installed:
 run: venv
 	$(PY) -m bench run $(ARGS)
 
-# Debian packages the tests use as real parts: OpenSSH's server (the SSH transport tests).
+# Debian packages the tests use as real parts: OpenSSH's server (the SSH transport tests) and
+# the adb client (the system-adb transport, against the ADB device emulator in tests/).
 system-deps:
-	@if [ ! -x /usr/sbin/sshd ]; then \
+	@if [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/bin/adb ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server; \
-		else echo "warning: /usr/sbin/sshd missing; install openssh-server (SSH tests will skip)"; fi; \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+				openssh-server adb; \
+		else echo "warning: install openssh-server and adb (their tests will skip)"; fi; \
 	fi
 
 test: venv old-venv system-deps

@@ -104,7 +104,7 @@ def analyse(facts: RunFacts) -> Analysis:
                 for r in facts.device_rounds}
     rounds = []
     for row in facts.rounds:
-        ok = row["status"] == "ok" and _present(row["median_us"])
+        ok = row["status"] == "ok" and _present(row["summary_us"])
         whole = complete.get((row["device"], row["round"]), False)
         std, mean = row.get("std_us"), row.get("mean_us")
         rounds.append({**row, "complete": whole, "usable": ok and whole,
@@ -127,7 +127,7 @@ def analyse(facts: RunFacts) -> Analysis:
         key = _key(cell)
         warnings += [{**key._asdict(), "warning": text} for text in cell_warns]
         if row["status"] in ("ok", "pending"):
-            medians[key.as_reference] = {r["round"]: r["median_us"] for r in usable}
+            medians[key.as_reference] = {r["round"]: r["summary_us"] for r in usable}
     speedups = _speedups(facts.cells, cells, medians, reference_backend)
     _judge_targets(cells, speedups, warnings)
     return Analysis(
@@ -163,7 +163,7 @@ def _cell(cell: dict, rounds: list[dict]) -> tuple[dict, list[str], list[dict]]:
     incomplete = [r for r in rounds if r["status"] == "ok" and not r["complete"]]
     failed = [r for r in rounds if r["status"] != "ok"]
     status, reason = cell["status"], cell["reason"]
-    medians = [r["median_us"] for r in usable]
+    medians = [r["summary_us"] for r in usable]
     pilot = _pilot(cell)
     latency = _interval(medians, pilot)
     rounds_cv = cv(medians)
@@ -174,9 +174,9 @@ def _cell(cell: dict, rounds: list[dict]) -> tuple[dict, list[str], list[dict]]:
     if status in ("ok", "pending") and usable and fell_back(cell["backend"], delegated):
         status = FALLBACK
         reason = (f"the {cell['backend']} delegate took none of the graph "
-                  f"({first['delegate_nodes']} DELEGATE nodes in a {first['graph_nodes']}-node "
-                  f"graph, {first['runtime_name']} {first['runtime_version']}): built-in "
-                  "kernels ran it, so this is not a figure for that backend")
+                  f"({first['delegation_evidence'] or 'no delegate nodes'}; "
+                  f"{first['runtime_name']} {first['runtime_version']}): built-in kernels ran "
+                  "it, so this is not a figure for that backend")
     elif status in ("ok", "pending") and not usable and failed:
         status, reason = "failed", reason or failed[0]["error"]
     warns = cell_warnings(usable, cell["threads"], rounds_cv, iterations_cv) if usable else []
@@ -195,7 +195,8 @@ def _cell(cell: dict, rounds: list[dict]) -> tuple[dict, list[str], list[dict]]:
         warns.append(f"timed in batches of up to {max(batches)} invokes per sample: the timing "
                      f"loop's own {statistics.median(overheads):.2f} µs per sample is over 1% of "
                      "one inference (p90/p99 are of batch means)")
-    if latency is not None and latency.value < TINY_US:
+    python_runner = first is not None and first.get("runner_name") in ("python", None)
+    if latency is not None and latency.value < TINY_US and python_runner:
         warns.append(f"under {TINY_US:g} µs per inference: the Python runner's invoke() call "
                      "itself (about 1-2 µs) is part of every figure")
 
@@ -226,9 +227,7 @@ def _cell(cell: dict, rounds: list[dict]) -> tuple[dict, list[str], list[dict]]:
         "delegated": delegated,
         "delegate_nodes": first["delegate_nodes"] if first else None,
         "graph_nodes": first["graph_nodes"] if first else None,
-        "delegation_evidence": (f"{first['delegate_nodes']} DELEGATE node(s) in a "
-                                f"{first['graph_nodes']}-node graph"
-                                if first and _present(first["delegate_nodes"]) else None),
+        "delegation_evidence": first["delegation_evidence"] if first else None,
         "runtime_name": first["runtime_name"] if first else None,
         "runtime_version": first["runtime_version"] if first else None,
         "max_loadavg": max(envs["loadavg_1m"]) if envs["loadavg_1m"] else None,

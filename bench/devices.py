@@ -17,15 +17,31 @@ from pathlib import Path, PurePosixPath
 
 from bench.errors import UsageError
 from bench.runners.pyrunner import AUTO_MODULES
+from bench.transports.adb_common import CLIENTS, PHONE_TMP, ADBSettings
 from bench.transports.ssh import SSHSettings
 
 DEVICES_DIR = Path("devices")
 TRANSPORTS = ("local", "ssh", "adb")
-IMPLEMENTED_TRANSPORTS = ("local", "ssh")
+IMPLEMENTED_TRANSPORTS = TRANSPORTS
 RUNNERS = ("python", "benchmark_model")
-IMPLEMENTED_RUNNERS = ("python",)
+IMPLEMENTED_RUNNERS = RUNNERS
 BACKENDS = ("xnnpack", "cpu", "gpu", "nnapi", "hexagon", "external")
 TFLITE_MODULES = ("auto", *AUTO_MODULES)
+
+
+@dataclass(frozen=True)
+class BenchmarkModelSettings:
+    """TFLite's benchmark_model binary and what it needs, as local paths to stage."""
+
+    binary: str
+    cpu_mask: str | None = None  # taskset mask; None: the device's big cores
+    extra_flags: tuple[str, ...] = ()
+    gpu_backend: str | None = None  # cl | gl (--gpu_backend)
+    gpu_precision_loss_allowed: bool | None = None
+    nnapi_accelerator: str | None = None  # --nnapi_accelerator_name
+    hexagon_lib_dir: str | None = None  # holds libhexagon_interface.so and the skel libraries
+    external_delegate: str | None = None  # a delegate .so (Qualcomm QNN goes here)
+    external_delegate_options: str | None = None  # "key:value;key:value"
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,8 @@ class Device:
     thermal_max_c: float | None = None
     thermal_timeout_s: float = 300.0
     ssh: SSHSettings | None = None
+    adb: ADBSettings | None = None
+    benchmark_model: BenchmarkModelSettings | None = None
 
     @property
     def interpreter(self) -> str:
@@ -74,6 +92,38 @@ _SCHEMA: dict[str, tuple[tuple[type, ...], bool, str]] = {
     "thermal_timeout_s": ((int, float), False, "longest wait for cooling (default 300)"),
     "ssh": ((dict,), False, "a table [ssh] with host, port, user, key_file, agent, "
             "known_hosts, trust_on_first_use, jump_host, connect_timeout_s"),
+    "adb": ((dict,), False, "a table [adb] with client, host, port, serial, adb, server_host, "
+            "server_port, key_file, auth_timeout_s, connect_timeout_s"),
+    "benchmark_model": ((dict,), False, "a table [benchmark_model] with binary, cpu_mask, "
+                        "extra_flags, gpu_backend, gpu_precision_loss_allowed, "
+                        "nnapi_accelerator, hexagon_lib_dir, external_delegate, "
+                        "external_delegate_options"),
+}
+_ADB_SCHEMA: dict[str, tuple[tuple[type, ...], bool, str]] = {
+    "client": ((str,), False, "adb-shell (TCP to the phone's adbd, no server) or adb (the "
+               "system client, by serial)"),
+    "host": ((str,), False, "adb-shell: the phone's address (in `adb tcpip` mode)"),
+    "port": ((int,), False, "adb-shell: adbd's TCP port (default 5555)"),
+    "serial": ((str,), False, "adb: the serial `adb devices` shows (host:port for Wi-Fi)"),
+    "adb": ((str,), False, "adb: the client binary (default adb)"),
+    "server_host": ((str,), False, "adb: a lab host's adb server (adb -H)"),
+    "server_port": ((int,), False, "adb: its port (adb -P)"),
+    "key_file": ((str,), False, "adb-shell: private key (default ~/.android/adbkey)"),
+    "auth_timeout_s": ((int, float), False, "seconds to wait for the on-phone 'Allow'"),
+    "connect_timeout_s": ((int, float), False, "seconds to wait for the connection"),
+}
+_BENCHMARK_MODEL_SCHEMA: dict[str, tuple[tuple[type, ...], bool, str]] = {
+    "binary": ((str,), True, "the benchmark_model binary on this computer, staged to the "
+               "device (e.g. android_aarch64_benchmark_model)"),
+    "cpu_mask": ((str,), False, "taskset mask in hex, e.g. 'f0' (default: the big cores)"),
+    "extra_flags": ((list,), False, "more flags passed as they are, e.g. ['--use_caching=true']"),
+    "gpu_backend": ((str,), False, "cl or gl"),
+    "gpu_precision_loss_allowed": ((bool,), False, "let the GPU compute in fp16"),
+    "nnapi_accelerator": ((str,), False, "NNAPI accelerator name, e.g. qti-dsp"),
+    "hexagon_lib_dir": ((str,), False, "directory holding libhexagon_interface.so and the "
+                        "libhexagon_nn_skel*.so files"),
+    "external_delegate": ((str,), False, "a delegate .so on this computer (e.g. Qualcomm QNN)"),
+    "external_delegate_options": ((str,), False, "its options, 'key:value;key:value'"),
 }
 _SSH_SCHEMA: dict[str, tuple[tuple[type, ...], bool, str]] = {
     "host": ((str,), True, "the board's address or name"),
@@ -150,20 +200,72 @@ def load_device(path: Path) -> Device:
         default_work = "bench-work"  # relative: in the login's home directory
     elif "ssh" in data:
         raise _fail(path, "ssh", f"an [ssh] table on a '{transport}' device")
+    adb = None
+    if transport == "adb":
+        adb = _adb_settings(path, data.get("adb"))
+        default_work = f"{PHONE_TMP}/bench-work"
+        if data.get("python") == "harness":
+            raise _fail(path, "python", "'harness' only makes sense for local devices")
+    elif "adb" in data:
+        raise _fail(path, "adb", f"an [adb] table on a '{transport}' device")
+    benchmark_model = None
+    if runner == "benchmark_model":
+        benchmark_model = _benchmark_model_settings(path, data.get("benchmark_model"))
+    elif "benchmark_model" in data:
+        raise _fail(path, "benchmark_model", f"a [benchmark_model] table with runner "
+                    f"'{runner}'")
     work_dir = data.get("work_dir", default_work)
     problem = unsafe_work_dir(work_dir)
     if problem:
         raise _fail(path, "work_dir", problem)
     return Device(
         name=name, file=path, transport=transport, runner=runner,
-        python=data.get("python", "python3" if transport == "ssh" else "harness"),
+        python=data.get("python", "harness" if transport == "local" else "python3"),
         tflite_module=module, threads=threads,
         backends=backends, cpus=cpus, work_dir=work_dir,
         timeout_s=timeout, description=data.get("description", ""),
         cooldown_s=float(data.get("cooldown_s", 0.0)), thermal_zone=zone,
         thermal_max_c=data.get("thermal_max_c"),
-        thermal_timeout_s=float(data.get("thermal_timeout_s", 300.0)), ssh=ssh,
+        thermal_timeout_s=float(data.get("thermal_timeout_s", 300.0)), ssh=ssh, adb=adb,
+        benchmark_model=benchmark_model,
     )
+
+
+def _adb_settings(path: Path, table: dict | None) -> ADBSettings:
+    if table is None:
+        raise _fail(path, "adb", "missing: adb devices need an [adb] table (host for adb-shell, "
+                    "or client = \"adb\" and serial)")
+    _check_table(path, table, _ADB_SCHEMA, "adb.")
+    client = table.get("client", "adb-shell")
+    _choice(path, "adb.client", client, CLIENTS)
+    if client == "adb-shell" and not table.get("host"):
+        raise _fail(path, "adb.host", "missing: adb-shell reaches the phone's adbd over TCP; "
+                    "give its address (after `adb tcpip 5555`), or use client = \"adb\"")
+    if client == "adb" and not table.get("serial"):
+        raise _fail(path, "adb.serial", "missing: the adb client needs the phone's serial "
+                    "(`adb devices` lists it)")
+    for key in ("port", "server_port"):
+        if key in table and not 1 <= table[key] <= 65535:
+            raise _fail(path, f"adb.{key}", "must be 1..65535")
+    return ADBSettings(**table)
+
+
+def _benchmark_model_settings(path: Path, table: dict | None) -> BenchmarkModelSettings:
+    if table is None:
+        raise _fail(path, "benchmark_model", "missing: runner benchmark_model needs a "
+                    "[benchmark_model] table naming the binary")
+    _check_table(path, table, _BENCHMARK_MODEL_SCHEMA, "benchmark_model.")
+    flags = tuple(_list_of(path, "benchmark_model.extra_flags", table.get("extra_flags", []),
+                           str))
+    for flag in flags:
+        if not flag.startswith("--"):
+            raise _fail(path, "benchmark_model.extra_flags", f"{flag!r} is not a --flag=value")
+    mask = table.get("cpu_mask")
+    if mask is not None and not re.fullmatch(r"(0x)?[0-9a-fA-F]+", mask):
+        raise _fail(path, "benchmark_model.cpu_mask", f"{mask!r} is not a hex CPU mask")
+    if table.get("gpu_backend") not in (None, "cl", "gl"):
+        raise _fail(path, "benchmark_model.gpu_backend", "expected cl or gl")
+    return BenchmarkModelSettings(**{**table, "extra_flags": flags})
 
 
 def unsafe_work_dir(work_dir: str) -> str | None:

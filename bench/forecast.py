@@ -51,7 +51,7 @@ def _spreads(analysis: Analysis, family: FamilyKey, backends: set[str]) -> dict[
                   & (rounds["backend"].isin(backends))]
     medians: dict[tuple[str, str], dict[int, float]] = {}
     for row in mine.to_dict("records"):
-        medians.setdefault((row["recipe"], row["backend"]), {})[row["round"]] = row["median_us"]
+        medians.setdefault((row["recipe"], row["backend"]), {})[row["round"]] = row["summary_us"]
     out = {}
     for (recipe, backend), values in medians.items():
         reference = medians.get((REFERENCE_RECIPE, backend))

@@ -342,7 +342,7 @@ class Sweep:
                     self._lose(device, active, result.error or "device lost", outcome)
                     return
                 if result.ok:
-                    measured[cell.key] = result.aggregate.median_us
+                    measured[cell.key] = result.aggregate.summary_us
                 else:
                     state.errors.setdefault(cell.key, result.error or "round failed")
                     state.stopped[cell.key] = "failed"

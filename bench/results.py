@@ -41,18 +41,23 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class Aggregate:
-    """Summary of a round's timed iterations, in microseconds."""
+    """Summary of a round's timed iterations, in microseconds.
 
-    count: int
+    A runner that reports only statistics (TFLite's benchmark_model) may not print a
+    median: it is then None, never invented, and the round's summary value is the mean,
+    with `summary_kind` saying so."""
+
+    count: int | None
     mean_us: float
-    median_us: float
-    min_us: float
-    max_us: float
+    median_us: float | None
+    min_us: float | None
+    max_us: float | None
     p5_us: float | None = None
     p90_us: float | None = None
     p95_us: float | None = None
     p99_us: float | None = None
     std_us: float | None = None  # None for a single iteration: no spread to see
+    summary: str | None = None  # "median" or "mean" when the runner chose (else: median)
 
     @classmethod
     def of(cls, latencies_us: Sequence[float]) -> Aggregate:
@@ -72,6 +77,19 @@ class Aggregate:
         if self.std_us is None or not self.mean_us:
             return None
         return self.std_us / self.mean_us
+
+    @property
+    def summary_kind(self) -> str:
+        if self.summary is not None:
+            return self.summary
+        return "median" if self.median_us is not None else "mean"
+
+    @property
+    def summary_us(self) -> float:
+        """The round's one value: its median where known (and fine enough), else its mean."""
+        if self.summary_kind == "median" and self.median_us is not None:
+            return self.median_us
+        return self.mean_us
 
 
 @dataclass(frozen=True)
@@ -104,10 +122,14 @@ class RoundEnvironment:
     procs_running: int | None = None
     cpus_available: int | None = None
     steal_fraction: float | None = None
-    temperature_c: float | None = None
+    temperature_c: float | None = None  # hottest thermal zone, after the round
     governor: str | None = None
     affinity: tuple[int, ...] | None = None
     busy_processes: tuple[BusyProcess, ...] = ()
+    temperature_before_c: float | None = None  # phones: before the round
+    battery_temperature_c: float | None = None
+    charging: bool | None = None
+    screen_on: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -131,8 +131,8 @@ def real_data(rounds: int, cache: Path, replays: int) -> None:
     analysis = analyse(store.facts(run_id))
     store.close()
     usable = analysis.rounds[analysis.rounds["usable"] == True]  # noqa: E712
-    fp32 = usable[usable["recipe"] == "fp32"].set_index("round")["median_us"]
-    int8 = usable[usable["recipe"] == "int8"].set_index("round")["median_us"]
+    fp32 = usable[usable["recipe"] == "fp32"].set_index("round")["summary_us"]
+    int8 = usable[usable["recipe"] == "int8"].set_index("round")["summary_us"]
     common = sorted(set(fp32.index) & set(int8.index))
     fp32, int8 = fp32[common].to_numpy(dtype=float), int8[common].to_numpy(dtype=float)
     ratio = fp32 / int8

@@ -200,8 +200,8 @@ def test_configuration_errors_exit_2(workdir):
     (workdir / "devices" / "bad.toml").write_text('transport = "local"\nrunner = "python"\nx=1\n')
     done = run_bench(["run", "--devices", "bad", "--models", "tiny_cnn"], workdir)
     assert done.returncode == 2 and "bad.toml: key 'x': unknown key" in done.stderr
-    done = run_bench(["run", "--devices", "pixel"], workdir)
-    assert done.returncode == 2 and "unknown device 'pixel'" in done.stderr
+    done = run_bench(["run", "--devices", "nokia3310"], workdir)
+    assert done.returncode == 2 and "unknown device 'nokia3310'" in done.stderr
     done = run_bench(["run", "--recipes", "int4"], workdir)
     assert done.returncode == 2 and "unknown recipe(s) int4" in done.stderr
 

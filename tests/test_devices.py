@@ -20,6 +20,14 @@ def test_shipped_example_board_loads():
     assert device.python.endswith("python") and device.thermal_max_c == 60
 
 
+def test_shipped_example_phone_loads():
+    device = load_device(REPO_DEVICES / "pixel.toml")
+    assert device.transport == "adb" and device.runner == "benchmark_model"
+    assert device.adb.client == "adb-shell" and device.adb.port == 5555
+    assert device.work_dir.startswith("/data/local/tmp/")
+    assert "hexagon" in device.backends and device.benchmark_model.hexagon_lib_dir
+
+
 def test_shipped_local_device_loads():
     device = load_device(REPO_DEVICES / "local.toml")
     assert device.name == "local" and device.transport == "local" and device.runner == "python"
@@ -43,7 +51,15 @@ def test_defaults(tmp_path):
     ('transport = "local"\nrunner = "python"\nthreads = [0]\n', "each >= 1"),
     ('transport = "local"\nrunner = "python"\nbackends = ["tpu"]\n', "'tpu' is not one of"),
     ('transport = "carrier-pigeon"\nrunner = "python"\n', "key 'transport'"),
-    ('transport = "adb"\nrunner = "python"\n', "not supported yet"),
+    ('transport = "adb"\nrunner = "python"\n', "key 'adb': missing"),
+    ('transport = "adb"\nrunner = "benchmark_model"\n[adb]\nhost = "p"\n',
+     "key 'benchmark_model': missing"),
+    ('transport = "adb"\nrunner = "python"\n[adb]\nclient = "adb"\n', "key 'adb.serial'"),
+    ('transport = "adb"\nrunner = "python"\n[adb]\nclient = "fastboot"\n', "key 'adb.client'"),
+    ('transport = "local"\nrunner = "benchmark_model"\n[benchmark_model]\nbinary = "b"\n'
+     'extra_flags = ["num_runs=3"]\n', "not a --flag=value"),
+    ('transport = "local"\nrunner = "benchmark_model"\n[benchmark_model]\nbinary = "b"\n'
+     'cpu_mask = "big"\n', "not a hex CPU mask"),
     ('transport = "local"\nrunner = "python"\ntimeout_s = "soon"\n', "key 'timeout_s'"),
     ('transport = "local"\nrunner = "python"\ntflite_module = "x"\n', "key 'tflite_module'"),
     ('transport = "local\n', "not valid TOML"),

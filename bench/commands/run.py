@@ -277,9 +277,9 @@ def resume_state(store: Store, run_id: str, plan: Plan, variants: list[Variant])
     medians: dict = {}
     for row in facts.rounds:
         cell = by_id[row["cell_id"]]
-        if row["status"] == "ok" and row["median_us"] is not None \
+        if row["status"] == "ok" and row["summary_us"] is not None \
                 and (cell["device"], row["round"]) in complete:
-            medians.setdefault(row["cell_id"], {})[row["round"]] = row["median_us"]
+            medians.setdefault(row["cell_id"], {})[row["round"]] = row["summary_us"]
     previous = ResumeState()
     for cell in plan.cells:
         if cell.key.cell_id in medians:

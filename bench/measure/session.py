@@ -87,6 +87,10 @@ class DeviceSession:
             return RoundResult.failure(f"device lost: {exc}", device_lost=True)
 
     def _run(self, job: RoundJob) -> RoundResult:
+        refuse = getattr(self.runner, "refuse", None)
+        reason = refuse(job) if refuse else None
+        if reason:
+            return RoundResult.failure(reason, runner_name=self.runner.name)
         scratch = self.work.path(f"jobs/{uuid.uuid4().hex[:12]}")
         invocation = self.runner.invocation(job, scratch)
         with tempfile.TemporaryDirectory(prefix="bench-round-") as local_dir:

@@ -15,6 +15,10 @@ def make_runner(device: Device) -> Runner:
         from bench.runners.python import PythonRunner
 
         return PythonRunner(device.interpreter, device.tflite_module, str(device.file))
+    if device.runner == "benchmark_model" and device.benchmark_model is not None:
+        from bench.runners.benchmark_model import BenchmarkModelRunner
+
+        return BenchmarkModelRunner(device.benchmark_model, str(device.file))
     raise NotImplementedError(f"runner {device.runner!r}")
 
 
@@ -24,4 +28,6 @@ def runner_backends(kind: str) -> tuple[str, ...]:
         from bench.runners.python import PythonRunner
 
         return PythonRunner.backends
+    if kind == "benchmark_model":
+        return ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "external")
     return ()

@@ -7,6 +7,7 @@ which one it drives:
 - `backends`: which backends it can measure at all (others are skipped, with the reason);
 - `probe(transport)`: can this device run it, and with which runtime (else `RunnerUnavailable`);
 - `stage(stager)`: put what it needs on the device (by hash: never sent twice);
+- `refuse(job)` (optional): why it cannot measure this job at all, said before running;
 - `invocation(job, scratch)`: the command of one round, the files it needs pushed first,
   the result file to fetch after, and what to remove once the round is read;
 - `parse(outcome, result_bytes, job)`: everything that came back, as a typed `RoundResult`.

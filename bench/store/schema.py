@@ -125,6 +125,8 @@ CREATE TABLE rounds (
     error TEXT,
     device_lost INTEGER NOT NULL,
     n INTEGER,
+    summary_us DOUBLE PRECISION,        -- the round's value: its median, else its mean
+    summary_kind TEXT,                  -- median | mean
     mean_us DOUBLE PRECISION,
     median_us DOUBLE PRECISION,
     p5_us DOUBLE PRECISION,
@@ -143,6 +145,7 @@ CREATE TABLE rounds (
     delegated TEXT,                     -- yes | no | unknown
     delegate_nodes INTEGER,
     graph_nodes INTEGER,
+    delegation_evidence TEXT,           -- the line or count that shows it
     runtime_name TEXT,
     runtime_version TEXT,
     runner_name TEXT,
@@ -152,6 +155,10 @@ CREATE TABLE rounds (
     cpus_available INTEGER,
     steal_fraction DOUBLE PRECISION,
     temperature_c DOUBLE PRECISION,
+    temperature_before_c DOUBLE PRECISION,
+    battery_temperature_c DOUBLE PRECISION,
+    charging INTEGER,
+    screen_on INTEGER,
     governor TEXT,
     busy_processes TEXT,                -- JSON list of {pid, name, cpu_share}
     started_unix DOUBLE PRECISION,

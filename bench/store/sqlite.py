@@ -306,6 +306,7 @@ def round_row(run_id: str, cell_id: str, result: RoundResult, context: RoundCont
         "delegated": delegation.delegated if delegation else None,
         "delegate_nodes": delegation.delegate_nodes if delegation else None,
         "graph_nodes": delegation.graph_nodes if delegation else None,
+        "delegation_evidence": delegation.evidence if delegation else None,
         "runtime_name": result.runtime_name, "runtime_version": result.runtime_version,
         "runner_name": result.runner_name, "runner_version": result.runner_version,
         "started_unix": result.started_unix, "finished_unix": result.finished_unix,
@@ -316,10 +317,15 @@ def round_row(run_id: str, cell_id: str, result: RoundResult, context: RoundCont
                "min_us", "max_us")
     for name in figures:
         row["n" if name == "count" else name] = getattr(aggregate, name) if aggregate else None
+    row["summary_us"] = aggregate.summary_us if aggregate else None
+    row["summary_kind"] = aggregate.summary_kind if aggregate else None
     env_fields = ("loadavg_1m", "procs_running", "cpus_available", "steal_fraction",
-                  "temperature_c", "governor")
+                  "temperature_c", "temperature_before_c", "battery_temperature_c", "governor")
     for name in env_fields:
         row[name] = getattr(environment, name) if environment else None
+    for name in ("charging", "screen_on"):
+        value = getattr(environment, name) if environment else None
+        row[name] = int(value) if value is not None else None
     row["busy_processes"] = json.dumps(
         [{"pid": p.pid, "name": p.name, "cpu_share": p.cpu_share}
          for p in (environment.busy_processes if environment else ())])

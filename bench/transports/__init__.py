@@ -18,4 +18,12 @@ def open_transport(device: Device) -> Transport:
         from bench.transports.ssh import SSHTransport
 
         return SSHTransport(device.ssh, str(device.file))
+    if device.transport == "adb" and device.adb is not None:
+        if device.adb.client == "adb":
+            from bench.transports.adb_client import AdbClientTransport
+
+            return AdbClientTransport(device.adb, str(device.file))
+        from bench.transports.adb import AdbShellTransport
+
+        return AdbShellTransport(device.adb, str(device.file))
     raise NotImplementedError(f"transport {device.transport!r}")

@@ -22,9 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from bench.transports.base import CommandResult, RemoteError, TransportError, posix_lock_dir
 from bench.transports.posix import machine_identity
-
-RECONNECT_DELAYS_S = (1.0, 2.0, 4.0)
-
+from bench.transports.retry import retrying
 
 PGID_PREFIX = "BENCH-PGID "
 
@@ -162,23 +160,10 @@ class SSHTransport:
         """Run `action`, reconnecting with backoff when the connection drops."""
         import paramiko
 
-        last: Exception | None = None
         self._closing = False  # a new operation after a close() may reconnect
-        for delay in (0.0, *RECONNECT_DELAYS_S):
-            if delay:
-                if self._closing:
-                    break  # closed under us (Ctrl-C): the drop was ours, not the link's
-                time.sleep(delay)
-            try:
-                return action()
-            except RemoteError:
-                raise  # an answer (refused key, full disk, no such file): retrying is useless
-            except (TransportError, TimeoutError, OSError, EOFError,
-                    paramiko.SSHException) as exc:
-                last = exc
-            self._drop()
-        raise TransportError(f"{what} on {self.settings.target} failed after "
-                             f"{len(RECONNECT_DELAYS_S)} reconnects: {last}")
+        return retrying(action, what, self.settings.target, self._drop,
+                        (TimeoutError, OSError, EOFError, paramiko.SSHException),
+                        closing=lambda: self._closing)
 
     def _sftp_client(self):
         if self._sftp is None:
