@@ -353,13 +353,27 @@ class Sweep:
                     state.medians[key][index] = median
             index += 1
             self._decide(active, state, time.monotonic() - started > budget)
-            still = []
+            still, stopped_ok = [], []
             for cell in active:
                 if cell.key in state.stopped:
                     self._stop_cell(cell, state, outcome)
+                    if state.medians[cell.key]:
+                        stopped_ok.append(cell)
                 else:
                     still.append(cell)
             active = still
+            for cell in stopped_ok:
+                self._memory(ready, cell)
+
+    def _memory(self, ready: _Ready, cell: Cell) -> None:
+        if self._stop.is_set():
+            raise Interrupted()
+        found = ready.session.measure_memory(cell)
+        if self._stop.is_set():
+            raise Interrupted()
+        if found is not None:
+            with self._lock:
+                self.store.save_memory(self.run_id, cell.key, *found)
 
     def _lose(self, device: Device, active: list[Cell], error: str,
               outcome: SweepOutcome) -> None:

@@ -204,6 +204,9 @@ def test_the_benchmark_model_runner_on_this_machine(workdir, model_cache, tiny_v
     found = cells(workdir)
     assert found["int8/xnnpack"][0] == "ok" and found["fp32/cpu"][0] == "ok"
     assert "FALLBACK: tiny_cnn* fp32 on native/gpu/t1" in done.stdout
+    memory = dict(sqlite3.connect(workdir / "results" / "bench.sqlite").execute(
+        "SELECT recipe || '/' || backend, memory_evidence FROM cells"))
+    assert all("peak memory footprint" in memory[k] for k in ("fp32/cpu", "int8/xnnpack"))
 
 
 def test_phone_faults_are_one_clear_line_each(workdir, phone, tmp_path, model_cache,

@@ -86,6 +86,23 @@ class DeviceSession:
             # device's other cells now.
             return RoundResult.failure(f"device lost: {exc}", device_lost=True)
 
+    def measure_memory(self, cell: Cell) -> tuple[int | None, str] | None:
+        """Peak memory from a separate run, for runners whose timed rounds cannot read it
+        (None: the runner reads it in its timed rounds)."""
+        make = getattr(self.runner, "memory_invocation", None)
+        if make is None:
+            return None
+        try:
+            model = self.work.stage(Path(cell.variant.path),
+                                    f"models/{cell.variant.sha256}.tflite")
+            invocation = make(self.job(cell, -1, model))
+            outcome = self.transport.run(invocation.argv, timeout=self.device.timeout_s)
+        except TransportError as exc:
+            return None, f"the memory run could not run: {exc}"
+        if outcome.timed_out:
+            return None, f"the memory run timed out after {self.device.timeout_s:g} s"
+        return self.runner.parse_memory(outcome)
+
     def _run(self, job: RoundJob) -> RoundResult:
         refuse = getattr(self.runner, "refuse", None)
         reason = refuse(job) if refuse else None

@@ -83,6 +83,8 @@ def timing_rows(analysis: Analysis) -> list[dict]:
             "rounds": rounds_text(row),
             "speedup [95% CI]": "ref" if is_reference and measured else ratio(same),
             "vs cpu fp32": "=" if measured and _is_cpu_reference(analysis, row) else ratio(cpu),
+            "mem MB": (f"{row['peak_memory_bytes'] / 1e6:.1f}"
+                       if known(row["peak_memory_bytes"]) else DASH),
             "delegated": row["delegated"] if known(row["delegated"]) else DASH,
             "status": row["status"],
             "!": "!" if row["warnings"] else "",
@@ -132,7 +134,7 @@ def _snr(variant: dict) -> str:
     return f"{value:.1f}" if known(value) else DASH
 
 
-NUMERIC = {"thr", "latency ms [95% CI]", "p90 ms [95% CI]", "rounds", "speedup [95% CI]",
+NUMERIC = {"thr", "latency ms [95% CI]", "p90 ms [95% CI]", "mem MB", "rounds", "speedup [95% CI]",
            "vs cpu fp32", "size MB", "compr.", "top-1 vs fp32", "SNR dB"}
 
 
@@ -199,9 +201,10 @@ def render(analysis: Analysis, width: int = 120) -> str:
         backends = sorted({b for b in analysis.devices["cpu_reference_backend"] if known(b)})
         out.append(f"vs cpu fp32: the same against fp32 on the device's CPU reference backend "
                    f"({', '.join(backends)}; '=': this is that backend).")
-    out.append("delegated: the backend's delegate took (part of) the graph, from DELEGATE "
-               "nodes (yes/no/unknown; cpu runs none). compr.: fp32 size / this size. "
-               "top-1 / SNR: outputs vs fp32 on 8 fixed inputs.")
+    out.append("mem MB: peak memory over the runner's own baseline (python runner: VmHWM in "
+               "each round; benchmark_model: a separate untimed run). delegated: the backend's "
+               "delegate took (part of) the graph (yes/no/unknown; cpu runs none). compr.: "
+               "fp32 size / this size. top-1 / SNR: outputs vs fp32 on 8 fixed inputs.")
     return "\n".join(out)
 
 

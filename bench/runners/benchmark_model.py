@@ -198,6 +198,26 @@ class BenchmarkModelRunner:
         return Invocation(argv=["sh", "-c", ROUND_SCRIPT, "sh", *cpus, self.remote_binary,
                                 *flags])
 
+    def memory_invocation(self, job: RoundJob) -> Invocation:
+        """A separate, untimed run for peak memory: --report_peak_memory_footprint polls
+        from a thread that would disturb a timed round."""
+        timed = self.invocation(job, "")
+        return Invocation(argv=[*timed.argv, "--report_peak_memory_footprint=true"])
+
+    def parse_memory(self, outcome: CommandResult) -> tuple[int | None, str]:
+        """Peak memory in bytes from a memory run, and the line (or reason) it came from."""
+        text, _ = split_snapshots(outcome.stdout + "\n" + outcome.stderr)
+        if outcome.returncode != 0:
+            return None, f"the memory run exited with code {outcome.returncode}"
+        try:
+            found = parse_output(text)
+        except OutputError as exc:
+            return None, str(exc)
+        peak = found.overall_peak_memory_mb
+        if peak is None:
+            return None, "the binary printed no peak memory footprint"
+        return int(peak * 1024 * 1024), f"overall peak memory footprint {peak:g} MB"
+
     def parse(self, outcome: CommandResult, result_bytes: bytes | None,
               job: RoundJob) -> RoundResult:
         combined = outcome.stdout + ("\n" + outcome.stderr if outcome.stderr else "")

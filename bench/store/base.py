@@ -81,6 +81,11 @@ class Store(ABC):
         """A family's second stage, decided from its pilot (Stein's procedure)."""
 
     @abstractmethod
+    def save_memory(self, run_id: str, key: CellKey, memory_bytes: int | None,
+                    evidence: str) -> None:
+        """Peak memory from a run of its own (runners whose timed rounds cannot read it)."""
+
+    @abstractmethod
     def start_device_round(self, run_id: str, device: str, index: int, *, session: int,
                            seed: int, planned: int, cooldown: dict | None) -> None: ...
 

@@ -94,6 +94,8 @@ CREATE TABLE cells (
     pilot_rounds INTEGER,               -- Stein's first stage: the pilot the plan came from
     needed_rounds INTEGER,              -- rounds the family needed for a ±target interval
     planned_rounds INTEGER,             -- needed, capped at the protocol's max_rounds
+    memory_bytes INTEGER,               -- peak memory from a separate untimed run, if any
+    memory_evidence TEXT,               -- the line it came from, or why it is unknown
     position INTEGER,
     updated_at TEXT NOT NULL,
     PRIMARY KEY (run_id, cell_id)

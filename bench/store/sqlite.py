@@ -204,6 +204,12 @@ class SQLiteStore(Store):
                     "updated_at = ? WHERE run_id = ? AND cell_id = ?",
                     (pilot, needed, planned, utc_now(), run_id, key.cell_id))
 
+    def save_memory(self, run_id: str, key: CellKey, memory_bytes: int | None,
+                    evidence: str) -> None:
+        self._write("UPDATE cells SET memory_bytes = ?, memory_evidence = ?, updated_at = ? "
+                    "WHERE run_id = ? AND cell_id = ?",
+                    (memory_bytes, evidence, utc_now(), run_id, key.cell_id))
+
     def start_device_round(self, run_id: str, device: str, index: int, *, session: int,
                            seed: int, planned: int, cooldown: dict | None) -> None:
         cooldown = cooldown or {}
