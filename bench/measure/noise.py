@@ -4,7 +4,8 @@ Thresholds: load average above the cores the runner may use; more runnable proce
 than cores while the round ran; CPU steal above 2% (a hypervisor taking our time); other
 processes using a fifth of a core or more during the round; per-round medians varying
 by more than 5% (CV), or iterations inside a round by more than 10%; more threads than
-cores. Each works on a round's stored readings (a row of the rounds table); a reading
+cores; on phones, charging, the screen on, a round that warmed the phone by more than 5 C,
+a battery above 40 C. Each works on a round's stored readings (a row of the rounds table); a reading
 that is unknown (None) raises no warning and is never taken for zero.
 """
 
@@ -16,6 +17,8 @@ from collections.abc import Mapping, Sequence
 STEAL_LIMIT = 0.02
 ROUNDS_CV_LIMIT = 0.05
 ITERATIONS_CV_LIMIT = 0.10
+WARMING_LIMIT_C = 5.0
+BATTERY_LIMIT_C = 40.0
 
 
 def _known(value) -> bool:
@@ -40,6 +43,17 @@ def round_warnings(row: Mapping, threads: int) -> list[str]:
         warnings.append(f"busy: {process['name']} ({process['cpu_share'] * 100:.0f}% of a core)")
     if cores and threads > cores:
         warnings.append(f"{threads} threads on {cores} core(s)")
+    # phones: what heats them or wakes their governors between and during rounds
+    if row.get("charging") == 1:
+        warnings.append("charging (a charger heats the phone)")
+    if row.get("screen_on") == 1:
+        warnings.append("screen on")
+    before, after = row.get("temperature_before_c"), row.get("temperature_c")
+    if _known(before) and _known(after) and after - before > WARMING_LIMIT_C:
+        warnings.append(f"warmed {after - before:.1f} C during the round")
+    battery = row.get("battery_temperature_c")
+    if _known(battery) and battery > BATTERY_LIMIT_C:
+        warnings.append(f"battery at {battery:.0f} C")
     return warnings
 
 
@@ -73,4 +87,8 @@ def _generic(warning: str) -> str:
         return f"CPU steal above {STEAL_LIMIT * 100:g}%"
     if warning.startswith("busy: "):
         return warning.split(" (")[0]
+    if warning.startswith("warmed "):
+        return f"warmed over {WARMING_LIMIT_C:g} C during a round"
+    if warning.startswith("battery at "):
+        return f"battery above {BATTERY_LIMIT_C:g} C"
     return warning
