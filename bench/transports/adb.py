@@ -235,12 +235,7 @@ class AdbShellTransport:
         return self._retrying(action, f"checking {remote}")
 
     def identity(self) -> str:
-        result = self.run(["getprop", "ro.serialno"], timeout=30)
-        serial = result.stdout.strip()
-        if result.returncode != 0 or not serial:
-            raise TransportError(f"{self.settings.target} did not tell its serial number "
-                                 f"(getprop ro.serialno: {result.tail(2) or 'empty'})")
-        return serial
+        return adb_common.phone_serial(self, self.settings.target)
 
     def close(self) -> None:
         """Kill what is running on the phone (from any thread) and drop the connection."""

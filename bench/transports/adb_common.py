@@ -92,6 +92,19 @@ def split_exit(output: str) -> tuple[str, int | None]:
     return head, code
 
 
+def phone_serial(transport, target: str) -> str:
+    """The phone behind a transport: `ro.serialno` (every phone answers `localhost` to
+    `hostname`, so that would make them all one machine)."""
+    from bench.transports.base import TransportError
+
+    result = transport.run(["getprop", "ro.serialno"], timeout=30)
+    serial = result.stdout.strip()
+    if result.returncode != 0 or not serial:
+        raise TransportError(f"{target} did not tell its serial number "
+                             f"(getprop ro.serialno: {result.tail(2) or 'empty'})")
+    return serial
+
+
 def refusal(text: str) -> str | None:
     """The phone's own words when it refused (disk full, no permission, missing file)."""
     for line in text.splitlines():
