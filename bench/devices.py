@@ -22,9 +22,7 @@ from bench.transports.ssh import SSHSettings
 
 DEVICES_DIR = Path("devices")
 TRANSPORTS = ("local", "ssh", "adb")
-IMPLEMENTED_TRANSPORTS = TRANSPORTS
 RUNNERS = ("python", "benchmark_model")
-IMPLEMENTED_RUNNERS = RUNNERS
 BACKENDS = ("xnnpack", "cpu", "gpu", "nnapi", "hexagon", "external")
 TFLITE_MODULES = ("auto", *AUTO_MODULES)
 
@@ -156,13 +154,7 @@ def load_device(path: Path) -> Device:
         raise _fail(path, None, f"cannot read it ({exc})") from None
     _check_table(path, data, _SCHEMA, "")
     transport = _choice(path, "transport", data["transport"], TRANSPORTS)
-    if transport not in IMPLEMENTED_TRANSPORTS:
-        raise _fail(path, "transport", f"'{transport}' devices are not supported yet "
-                    f"(available: {', '.join(IMPLEMENTED_TRANSPORTS)})")
     runner = _choice(path, "runner", data["runner"], RUNNERS)
-    if runner not in IMPLEMENTED_RUNNERS:
-        raise _fail(path, "runner", f"'{runner}' is not supported yet "
-                    f"(available: {', '.join(IMPLEMENTED_RUNNERS)})")
     backends = tuple(_list_of(path, "backends", data.get("backends", ["xnnpack"]), str))
     for backend in backends:
         _choice(path, "backends", backend, BACKENDS)

@@ -120,8 +120,7 @@ class Sweep:
                  on_round: Callable[[Cell, RoundResult], None] = lambda cell, result: None,
                  on_finish: Callable[[Cell, str, str | None, int], None] =
                  lambda cell, status, text, rounds: None,
-                 on_wait: Callable[[str, LockHolder | None], None] = lambda names, who: None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 on_wait: Callable[[str, LockHolder | None], None] = lambda names, who: None):
         self.store = store
         self.run_id = run_id
         self.session = session
@@ -134,7 +133,6 @@ class Sweep:
         self.on_round = on_round
         self.on_finish = on_finish
         self.on_wait = on_wait
-        self.sleep = sleep
         self._lock = threading.RLock()  # the store and the callbacks, across device threads
         self._stop = threading.Event()
         self._open: list[Transport] = []

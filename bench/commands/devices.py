@@ -102,8 +102,9 @@ def phone_lines(transport, line) -> None:
     line(True, "soc", f"{get('ro.soc.model') or 'not reported'} (board "
          f"{get('ro.board.platform') or 'not reported'}), ABI {get('ro.product.cpu.abi') or '?'}")
     line(True, "governors", get("governors") or "not readable")
-    hottest = get("hottest")
-    line(True, "thermal", f"{get('zones') or 0} zone(s)" + (
+    hottest, zones = get("hottest"), get("zones")
+    line(True, "thermal", (f"{zones} zone(s)" if zones.isdigit() and zones != "0"
+                           else "no thermal zone readable") + (
         f", hottest {int(hottest) / 1000:.1f} C" if hottest.lstrip("-").isdigit() else ""))
     battery = get("battery")
     line(True, "battery", (f"{int(battery) / 10:.1f} C" if battery.lstrip("-").isdigit()

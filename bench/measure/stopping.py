@@ -32,9 +32,8 @@ from bench.measure.protocol import Protocol
 from bench.measure.stats import paired_ratios, stein_rounds
 
 PROTOCOL_VERSION = 3
-
-# Why a cell stopped (stored); `failed` (a round failed) is decided by the sweep.
-STOP_REASONS = ("target", "max_rounds", "budget", "fixed_rounds", "failed")
+# Why a cell stopped, as stored: target | max_rounds | budget | fixed_rounds decided here;
+# failed (a round failed) by the sweep.
 
 
 @dataclass(frozen=True)

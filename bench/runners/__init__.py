@@ -29,5 +29,7 @@ def runner_backends(kind: str) -> tuple[str, ...]:
 
         return PythonRunner.backends
     if kind == "benchmark_model":
-        return ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "external")
+        from bench.runners.benchmark_model import BenchmarkModelRunner
+
+        return BenchmarkModelRunner.backends
     return ()

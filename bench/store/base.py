@@ -21,9 +21,9 @@ from bench.keys import CellKey
 from bench.results import RoundContext, RoundResult
 
 # Cell status as stored. `pending`: planned or in progress (an interrupted cell keeps its
-# rounds and stays pending until a resume finishes it).
+# rounds and stays pending until a resume finishes it). A run is running, completed,
+# interrupted or incomplete (a device unusable or lost: cells wait for a resume).
 PENDING, OK, FAILED, SKIPPED = "pending", "ok", "failed", "skipped"
-RUN_STATUSES = ("running", "completed", "interrupted", "incomplete")
 
 
 @dataclass

@@ -17,16 +17,13 @@ the command's process group on the phone.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
 import threading
-import time
 from pathlib import Path
 
 from bench.transports import adb_common
 from bench.transports.adb_common import ADBSettings
 from bench.transports.base import CommandResult, RemoteError, TransportError
+from bench.transports.local import LocalTransport
 from bench.transports.retry import retrying
 
 LINK_TROUBLE = ("offline", "not found", "no devices", "closed", "connection reset",
@@ -47,7 +44,7 @@ class AdbClientTransport:
         self.settings = settings
         self.device_file = device_file
         self.lock_dir = adb_common.lock_dir()
-        self._running: subprocess.Popen | None = None
+        self._local = LocalTransport()  # runs the adb client here
         self._active_pidfile: str | None = None
         self._closing = False
         self._guard = threading.Lock()
@@ -61,31 +58,14 @@ class AdbClientTransport:
         return base
 
     def _adb(self, args: list[str], timeout: float, device: bool = True) -> CommandResult:
-        """One adb client call; a timeout kills the client and its children."""
+        """One adb client call, run like any local command: a timeout or close() kills the
+        client and its children."""
         argv = self._base() + (["-s", str(self.settings.serial)] if device else []) + args
-        started = time.perf_counter()
         try:
-            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
-        except OSError as exc:
-            raise RemoteError(f"cannot start the adb client `{self.settings.adb}`: "
-                              f"{exc.strerror or exc}; install adb or set `adb` under [adb] "
-                              f"in {self.device_file}") from None
-        self._running = process
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            stdout, stderr = process.communicate()
-            timed_out = True
-        finally:
-            if process.poll() is None:
-                _kill_group(process)
-            self._running = None
-        return CommandResult(None if timed_out else process.returncode,
-                             stdout.decode(errors="replace"), stderr.decode(errors="replace"),
-                             time.perf_counter() - started, timed_out)
+            return self._local.run(argv, timeout=timeout)
+        except TransportError as exc:  # the client itself could not start
+            raise RemoteError(f"{exc}; install adb or set `adb` under [adb] in "
+                              f"{self.device_file}") from None
 
     def _judge(self, result: CommandResult, what: str) -> None:
         """Raise for the client's own failures: refusals as answers, the rest as the link."""
@@ -199,14 +179,5 @@ class AdbClientTransport:
     def close(self) -> None:
         """Kill what runs on the phone and the local client (from any thread)."""
         self._closing = True
-        running = self._running
-        if running is not None:
-            _kill_group(running)
+        self._local.close()
         self._kill(self._active_pidfile)
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
