@@ -1,4 +1,4 @@
-"""The store's schema, as portable SQL: the tables of facts (version 2).
+"""The store's schema, as portable SQL: the tables of facts (version 2, then 3's additions).
 
 Types are the standard ones (TEXT, INTEGER, DOUBLE PRECISION); keys are text made by the
 harness (a cell's id is a hash of its key), never engine-generated. JSON columns hold
@@ -171,6 +171,14 @@ CREATE TABLE rounds (
 );
 """
 
+# Version 3: each variant's static inspection, so a report built later (the dashboard's
+# model pages) needs neither the .tflite file nor the cache it was built in.
+TO_V3 = """
+ALTER TABLE variants ADD COLUMN ops TEXT;              -- JSON {builtin op name: count}
+ALTER TABLE variants ADD COLUMN macs INTEGER;          -- static multiply-accumulates
+ALTER TABLE variants ADD COLUMN weight_scheme TEXT;    -- e.g. int8 per-channel
+"""
+
 TABLES = ("runs", "sessions", "run_devices", "variants", "cells", "device_rounds", "rounds")
 
 
@@ -183,7 +191,8 @@ def statements(script: str) -> list[str]:
 
 
 def columns(table: str) -> list[str]:
-    """The columns of a v2 table, in order (from the schema text: one place)."""
+    """The columns of a table, in order: version 2's, then those later versions added
+    (from the schema text: one place)."""
     start = TABLES_V2.index(f"CREATE TABLE {table} (")
     body = TABLES_V2[start:TABLES_V2.index(");", start)].splitlines()[1:]
     names = []
@@ -191,4 +200,7 @@ def columns(table: str) -> list[str]:
         word = line.strip().split(" ")[0]
         if word and word.upper() != "PRIMARY" and not word.startswith("--"):
             names.append(word)
+    prefix = f"ALTER TABLE {table} ADD COLUMN "
+    names += [statement[len(prefix):].split()[0] for statement in statements(TO_V3)
+              if statement.startswith(prefix)]
     return names

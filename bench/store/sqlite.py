@@ -19,15 +19,16 @@ from bench.keys import KEY_COLUMNS, CellKey
 from bench.results import RoundContext, RoundResult
 from bench.store import migrate_v1
 from bench.store.base import RunFacts, Store
-from bench.store.schema import TABLES_V2, columns, statements
+from bench.store.schema import TABLES_V2, TO_V3, columns, statements
 from bench.timeutil import utc_now
 
 Migration = str | Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[Migration] = [
     migrate_v1.SCHEMA_V1,  # 0 -> 1: the first release's tables
     migrate_v1.to_v2,  # 1 -> 2: facts as columns, sessions, devices, device rounds
+    TO_V3,  # 2 -> 3: each variant's ops, MACs and weight scheme
 ]
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SQLiteStore(Store):
@@ -187,6 +188,8 @@ class SQLiteStore(Store):
             "check_identical": (int(check["identical"]) if check.get("identical") is not None
                                 else None),
             "check_error": check.get("error"), "position": position,
+            "ops": json.dumps(variant.ops) if variant.ops is not None else None,
+            "macs": variant.macs, "weight_scheme": variant.weight_scheme,
         }, ("run_id", "model", "recipe"))
 
     def save_cell(self, run_id: str, key: CellKey, *, status: str, position=None, reason=None,
@@ -282,6 +285,7 @@ class SQLiteStore(Store):
                               "model, recipe", (run_id,))
         for row in variants:
             row["cache_key"] = json.loads(row["cache_key"]) if row["cache_key"] else None
+            row["ops"] = json.loads(row["ops"]) if row["ops"] else None
         return RunFacts(
             run=run,
             sessions=self._rows("SELECT * FROM sessions WHERE run_id = ? ORDER BY session",

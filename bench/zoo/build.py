@@ -82,7 +82,23 @@ def user_tflite_variant(spec: UserModel) -> Variant:
     except ModelError as exc:
         return Variant(model=spec.name, recipe=AS_IS, status="failed", error=str(exc))
     return Variant(model=spec.name, recipe=AS_IS, status="ok", path=str(spec.path),
-                   sha256=info.sha256, size_bytes=info.size_bytes, key={"file": info.sha256})
+                   sha256=info.sha256, size_bytes=info.size_bytes, key={"file": info.sha256},
+                   ops=dict(info.ops), macs=info.macs, weight_scheme=info.weight_scheme)
+
+
+def add_inspection(variant: Variant) -> None:
+    """Record what the built file holds (ops, MACs, weight storage) with the variant, so
+    reports need not find the file again. A file the inspector cannot read keeps None."""
+    from bench.zoo.inspect import inspect_tflite
+
+    if variant.status != "ok" or variant.path is None or variant.ops is not None:
+        return
+    try:
+        info = inspect_tflite(variant.path)
+    except ModelError:
+        return
+    variant.ops, variant.macs, variant.weight_scheme = dict(info.ops), info.macs, \
+        info.weight_scheme
 
 
 class VariantBuilder:
@@ -133,6 +149,8 @@ class VariantBuilder:
             for (model, _), variant in variants.items():
                 if model == spec.name:
                     variant.source = source
+        for variant in variants.values():
+            add_inspection(variant)
         return variants
 
     def _run_worker(self, requests: list[dict], variants: dict) -> None:

@@ -48,6 +48,10 @@ class Variant:
     check: dict | None = None  # output check against the model's fp32 variant
     cached: bool = False
     source: str | None = None  # the zoo name or the user's file path it was built from
+    # From the built file (`bench.zoo.inspect`): builtin op counts, MACs, weight storage.
+    ops: dict | None = None
+    macs: int | None = None
+    weight_scheme: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
