@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -55,18 +55,19 @@ class Analysis:
     warnings: pd.DataFrame
     variants: pd.DataFrame
     devices: pd.DataFrame
+    _speedup_index: dict | None = field(default=None, repr=False, compare=False)
 
     def speedup(self, key: Sequence, reference: str) -> dict | None:
-        """One speedup row as a dict, or None."""
-        frame = self.speedups
-        if frame.empty:
-            return None
-        mask = frame["reference"] == reference
-        for name, value in zip(KEY_COLUMNS, key, strict=True):
-            if name != "sha256":
-                mask &= frame[name] == value
-        found = frame[mask]
-        return None if found.empty else found.iloc[0].to_dict()
+        """One speedup row as a dict, or None (the key's sha256 is not compared)."""
+        if self._speedup_index is None:
+            names = [n for n in KEY_COLUMNS if n != "sha256"]
+            self._speedup_index = {}
+            for row in self.speedups.to_dict("records"):
+                self._speedup_index.setdefault((*(row[n] for n in names), row["reference"]),
+                                               row)
+        wanted = tuple(v for n, v in zip(KEY_COLUMNS, key, strict=True) if n != "sha256")
+        found = self._speedup_index.get((*wanted, reference))
+        return dict(found) if found is not None else None
 
 
 def _estimate_columns(prefix: str, found: Estimate | None) -> dict:
@@ -309,7 +310,7 @@ def _judge_targets(cells: list[dict], speedups: list[dict], warnings: list[dict]
 VARIANT_COLUMNS = ["model", "recipe", "sha256", "source", "status", "error", "size_bytes",
                    "compression", "random_weights", "measured", "check_inputs",
                    "check_top1_agreement", "check_snr_db", "check_identical", "check_error",
-                   "position", "cached", "build_seconds"]
+                   "position", "cached", "build_seconds", "ops", "macs", "weight_scheme"]
 
 
 def _variants(facts: RunFacts) -> list[dict]:
