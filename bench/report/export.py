@@ -21,6 +21,8 @@ import pandas as pd
 from bench.analysis import SAME_BACKEND, VS_CPU_FP32, Analysis
 from bench.keys import KEY_COLUMNS
 from bench.report.notes import device_notes
+from bench.report.paper import CITATION, TABLE7_NOTE, check_rows
+from bench.report.paper import render_text as paper_text
 from bench.report.table import DASH, dropped_columns, render, timing_rows, variant_rows, where
 
 REPORT_SCHEMA_VERSION = 1
@@ -144,6 +146,9 @@ def to_markdown(analysis: Analysis) -> str:
     variants = variant_rows(analysis)
     if variants:
         out += ["", *md_table(variants)]
+    checks = check_rows(analysis)
+    out += ["", f"**Paper check** ({CITATION}; {TABLE7_NOTE}; verdicts judge the 95% "
+            "interval):", "", *md_table(checks)]
     notes = device_notes(analysis)
     if notes:
         out += ["", *[_md_cell(line) if not line.startswith("  - ") else
@@ -157,7 +162,7 @@ def to_markdown(analysis: Analysis) -> str:
 
 
 def to_table(analysis: Analysis) -> str:
-    return "\n".join([render(analysis), *device_notes(analysis)])
+    return "\n".join([render(analysis), *device_notes(analysis), "", *paper_text(analysis)])
 
 
 def render_format(analysis: Analysis, fmt: str) -> str:

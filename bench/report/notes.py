@@ -35,25 +35,31 @@ def int8_path(flags: set[str]) -> str:
 def device_notes(analysis: Analysis) -> list[str]:
     """One note per measured device: its CPU's int8 path and what ran each int8 graph."""
     notes = []
-    cells = analysis.cells
     for device in analysis.devices.to_dict("records"):
-        mine = cells[cells["device"] == device["device"]]
-        if mine.empty or not (mine["rounds"] > 0).any():
-            continue
-        cpu = device["cpu_model"] or "CPU model not reported"
-        lines = [f"\nwhy is int8 (not) faster on {device['device']}? CPU: {cpu}"]
-        flags = device["cpu_flags"]
-        lines.append(f"  - {int8_path(set(flags))}" if flags else
-                     "  - the device did not report its CPU features")
-        for cell in mine.to_dict("records"):
-            if cell["recipe"] not in INT8_RECIPES or cell["backend"] != "xnnpack" \
-                    or not cell["rounds"]:
-                continue
-            verdict = {"yes": "XNNPACK took the int8 graph",
-                       "no": "XNNPACK did NOT take the int8 graph: built-in int8 kernels ran",
-                       }.get(cell["delegated"], "whether XNNPACK ran it is unknown")
-            evidence = cell["delegation_evidence"] or "no graph evidence"
-            lines.append(f"  - {cell['model']} {cell['recipe']}: {verdict} ({evidence}; "
-                         f"{cell['runtime_name']} {cell['runtime_version']})")
-        notes.append("\n".join(lines))
+        lines = device_note(analysis, device)
+        if lines:
+            notes.append("\n".join([f"\n{lines[0]}", *(f"  - {line}" for line in lines[1:])]))
     return notes
+
+
+def device_note(analysis: Analysis, device: dict) -> list[str]:
+    """A device's note as a heading and its points; empty when nothing was measured."""
+    cells = analysis.cells
+    mine = cells[cells["device"] == device["device"]]
+    if mine.empty or not (mine["rounds"] > 0).any():
+        return []
+    cpu = device["cpu_model"] or "CPU model not reported"
+    lines = [f"why is int8 (not) faster on {device['device']}? CPU: {cpu}"]
+    flags = device["cpu_flags"]
+    lines.append(int8_path(set(flags)) if flags else "the device did not report its CPU features")
+    for cell in mine.to_dict("records"):
+        if cell["recipe"] not in INT8_RECIPES or cell["backend"] != "xnnpack" \
+                or not cell["rounds"]:
+            continue
+        verdict = {"yes": "XNNPACK took the int8 graph",
+                   "no": "XNNPACK did NOT take the int8 graph: built-in int8 kernels ran",
+                   }.get(cell["delegated"], "whether XNNPACK ran it is unknown")
+        evidence = cell["delegation_evidence"] or "no graph evidence"
+        lines.append(f"{cell['model']} {cell['recipe']}: {verdict} ({evidence}; "
+                     f"{cell['runtime_name']} {cell['runtime_version']})")
+    return lines

@@ -1,0 +1,275 @@
+"""The paper check: what this run measured, claim by claim, beside the quantization whitepaper.
+
+Krishnamoorthi 2018 (arXiv 1806.08342) makes claims this harness can speak to: weight-only
+int8 makes models 4x smaller; int8 runs 2-3x faster than float on a CPU and up to 10x on
+a DSP (Hexagon HVX); per-channel int8 after training stays within 2% of float top-1 and
+per-tensor does worse. Its Table 7 timed four models on a Pixel 2 (one big core, ms).
+
+Ratios are compared, never milliseconds: the paper's hardware is not this run's. Its CPU
+column is 2018-era TFLite with uint8 per-layer kernels; today's XNNPACK int8 kernels and
+today's CPUs are other software and other silicon. A claim the run has no data for says
+"no data" and why: never a figure from random weights, never a number borrowed from
+another claim. Every measured figure comes from the analysis frames.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bench.analysis import CPU_BACKENDS, SAME_BACKEND, VS_CPU_FP32, Analysis
+from bench.report.notes import int8_path
+
+CITATION = "Krishnamoorthi 2018, arXiv 1806.08342"
+TABLE7_NOTE = ("paper Table 7: Pixel 2, one big core, ms, float CPU / int8 CPU / int8 Hexagon "
+               "HVX; its CPU column is 2018-era TFLite uint8 per-layer kernels, so ratios are "
+               "compared, not milliseconds across different hardware")
+CPU_CLAIM = (2.0, 3.0)
+DSP_CLAIM = 10.0
+SIZE_CLAIM = 4.0
+SIZE_CONSISTENT = 3.5  # a file holds more than weights (graph, int32 biases, scales)
+ACCURACY_CLAIM_POINTS = 2.0
+DSP_BACKENDS = ("hexagon",)
+INT8 = "int8"
+PER_TENSOR = "int8-per-tensor"
+WEIGHT_ONLY = "dynamic"
+ACCURACY_COLUMN = "accuracy_top1"  # a variants column: top-1 on labelled data, 0..1
+
+
+@dataclass(frozen=True)
+class PaperModel:
+    title: str
+    float_cpu_ms: float
+    int8_cpu_ms: float
+    int8_dsp_ms: float | None
+    options: str  # the configuration the paper timed
+
+    @property
+    def cpu_speedup(self) -> float:
+        return self.float_cpu_ms / self.int8_cpu_ms
+
+    @property
+    def dsp_speedup(self) -> float | None:
+        return self.float_cpu_ms / self.int8_dsp_ms if self.int8_dsp_ms else None
+
+
+TABLE7 = {
+    "mobilenet_v1": PaperModel("MobileNet-v1", 155, 68, 16, "224, alpha 1"),
+    "mobilenet_v2": PaperModel("MobileNet-v2", 105, 63, 15.5, "224, alpha 1"),
+    "inception_v3": PaperModel("Inception-v3", 1391, 536, None, "299"),
+    "resnet50": PaperModel("ResNet-v1-50", 874, 440, None, "224"),
+}
+_ZOO_NAME = re.compile(r"^(?P<arch>[a-z0-9_]+)(?::[\w.-]+)?(?P<options>[@,].*)?$")
+_NEUTRAL_OPTION = re.compile(r"^seed=\d+$")  # weights' seed: same graph, same speed
+
+
+def paper_model(model: str) -> tuple[PaperModel | None, bool]:
+    """The paper's row for a zoo model name, and whether its options match the paper's
+    (another input size or width changes the work, so the ratio is only indicative)."""
+    match = _ZOO_NAME.match(model)
+    if not match or match["arch"] not in TABLE7:
+        return None, False
+    options = [o for o in re.split(r"[@,]", match["options"] or "") if o]
+    return TABLE7[match["arch"]], all(_NEUTRAL_OPTION.match(o) for o in options)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of the paper check: a claim, where it was measured, what was measured."""
+
+    claim: str
+    paper: str
+    model: str
+    where: str  # device/backend/threads, or "-" for what does not depend on a device
+    measured: str
+    verdict: str  # consistent | faster than claimed | slower than claimed | ... | no data
+    note: str = ""
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+    def as_row(self) -> dict[str, str]:
+        return {"claim": self.claim, "paper": self.paper, "model": self.model,
+                "where": self.where, "measured": self.measured, "verdict": self.verdict,
+                "note": self.note}
+
+
+def _known(value) -> bool:
+    return value is not None and value == value
+
+
+def _ratio(value: float, low=None, high=None) -> str:
+    text = f"{value:.2f}x"
+    if _known(low) and _known(high):
+        text += f" [{low:.2f}, {high:.2f}]"
+    return text
+
+
+def _range_verdict(low: float, high: float, claim: tuple[float, float]) -> str:
+    """Judged on the 95% interval, not the point estimate."""
+    if low > claim[1]:
+        return "faster than claimed"
+    if high < claim[0]:
+        return "slower than claimed"
+    return "consistent"
+
+
+def paper_checks(analysis: Analysis) -> list[Check]:
+    checks = _size_checks(analysis)
+    checks += _speed_checks(analysis, dsp=False)
+    checks += _speed_checks(analysis, dsp=True)
+    checks += _accuracy_checks(analysis)
+    return checks
+
+
+def _size_checks(analysis: Analysis) -> list[Check]:
+    claim, paper = "weight-only int8 is 4x smaller", "4x"
+    variants = analysis.variants
+    rows = [] if variants.empty else variants[(variants["recipe"] == WEIGHT_ONLY)
+                                              & (variants["status"] == "ok")]
+    checks = []
+    for variant in rows.to_dict("records"):
+        value = variant["compression"]
+        if not _known(value):
+            continue
+        verdict = "consistent" if value >= SIZE_CONSISTENT else "smaller gain than claimed"
+        checks.append(Check(claim, paper, variant["model"], "-", _ratio(value), verdict,
+                            "fp32 file size / dynamic-range file size", value=value))
+    if not checks:
+        checks.append(Check(claim, paper, "-", "-", "no data", "no data",
+                            f"no model was built in the {WEIGHT_ONLY} recipe with its fp32 "
+                            "reference"))
+    return checks
+
+
+def _speed_checks(analysis: Analysis, dsp: bool) -> list[Check]:
+    if dsp:
+        claim, reference, backends = "int8 up to 10x faster on a DSP", VS_CPU_FP32, DSP_BACKENDS
+    else:
+        claim, reference, backends = "int8 2-3x faster than float on CPU", SAME_BACKEND, \
+            CPU_BACKENDS
+    cells = analysis.cells
+    int8 = [] if cells.empty else cells[(cells["recipe"] == INT8)
+                                        & cells["backend"].isin(backends)].to_dict("records")
+    checks = []
+    for cell in sorted(int8, key=lambda c: (c["model"], c["device"], c["backend"],
+                                            c["threads"])):
+        checks.append(_speed_check(analysis, cell, claim, reference, dsp))
+    if not checks:
+        what = ("no int8 cell on a DSP backend (hexagon) in this run: a phone with a "
+                "Hexagon DSP measures it") if dsp else "no int8 cell on a CPU backend in this run"
+        checks.append(Check(claim, "up to 10x (Hexagon HVX)" if dsp else "2-3x", "-", "-",
+                            "no data", "no data", what))
+    return checks
+
+
+def _speed_check(analysis: Analysis, cell: dict, claim: str, reference: str,
+                 dsp: bool) -> Check:
+    model, where = cell["model"], f"{cell['device']}/{cell['backend']}/t{cell['threads']}"
+    row, same_options = paper_model(model)
+    paper_ratio = (row.dsp_speedup if dsp else row.cpu_speedup) if row else None
+    band = "up to 10x" if dsp else "2-3x"
+    paper = f"{band}; {row.title} {paper_ratio:.2f}x" if paper_ratio else band
+    notes = []
+    if row and not same_options:
+        notes.append(f"paper timed {row.options}; this model's options differ")
+    if not dsp and cell["threads"] != 1:
+        notes.append("paper: one core")
+    key = [cell[name] for name in ("model", "recipe", "sha256", "device", "backend", "threads")]
+    found = analysis.speedup(key, reference)
+    if found is None or cell["status"] not in ("ok", "pending"):
+        why = cell["reason"] if cell["status"] not in ("ok", "pending") and cell["reason"] \
+            else "no fp32 reference measured beside it"
+        notes = [f"{cell['status']}: {why}", *notes]
+        if not dsp:
+            notes.append(_path_note(analysis, cell["device"]))
+        return Check(claim, paper, model, where, "no data", "no data", "; ".join(notes))
+    value, low, high = found["speedup"], found["speedup_low"], found["speedup_high"]
+    if dsp:
+        verdict = "consistent" if _known(high) and high >= 1.0 else "slower than float CPU"
+        notes.append(f"vs fp32 on {found['reference_backend']}")
+    elif _known(low) and _known(high):
+        verdict = _range_verdict(low, high, CPU_CLAIM)
+        if paper_ratio:
+            inside = low <= paper_ratio <= high
+            notes.append(f"the interval {'contains' if inside else 'excludes'} the paper's "
+                         f"{paper_ratio:.2f}x for {row.title}")
+        if verdict == "slower than claimed":
+            notes.append(_path_note(analysis, cell["device"]))
+    else:
+        verdict = "no interval"
+    return Check(claim, paper, model, where, _ratio(value, low, high), verdict,
+                 "; ".join(notes), value, low, high)
+
+
+def _path_note(analysis: Analysis, device: str) -> str:
+    found = analysis.devices[analysis.devices["device"] == device]
+    flags = found.iloc[0]["cpu_flags"] if not found.empty else None
+    return f"int8 path: {int8_path(set(flags))}" if flags else \
+        "int8 path: the device did not report its CPU features"
+
+
+def _accuracy_checks(analysis: Analysis) -> list[Check]:
+    claims = [("per-channel int8 within 2% of float top-1", "within 2 points", INT8),
+              ("per-tensor int8 worse than per-channel", "worse (much on depthwise nets)",
+               PER_TENSOR)]
+    variants = analysis.variants
+    has_column = ACCURACY_COLUMN in variants.columns
+    checks = []
+    for claim, paper, recipe in claims:
+        rows = []
+        if has_column:
+            measured = variants[variants[ACCURACY_COLUMN].notna()
+                                & ~variants["random_weights"].astype(bool)]
+            accuracy = {(v["model"], v["recipe"]): v[ACCURACY_COLUMN]
+                        for v in measured.to_dict("records")}
+            for (model, name), value in sorted(accuracy.items()):
+                if name != recipe or (model, "fp32") not in accuracy:
+                    continue
+                base = accuracy[(model, "fp32")]
+                drop = (base - value) * 100
+                text = f"{value * 100:.1f}% vs fp32 {base * 100:.1f}% ({-drop:+.1f} points)"
+                if recipe == INT8:
+                    verdict = "consistent" if drop <= ACCURACY_CLAIM_POINTS else \
+                        "worse than claimed"
+                else:
+                    channel = accuracy.get((model, INT8))
+                    if channel is None:
+                        continue
+                    verdict = "consistent" if value <= channel else "per-tensor not worse"
+                    text += f"; per-channel {channel * 100:.1f}%"
+                rows.append(Check(claim, paper, model, "-", text, verdict,
+                                  "top-1 on the run's labelled data", drop))
+        checks += rows or [Check(claim, paper, "-", "-", "no data", "no data",
+                                 "this run measured no accuracy on labelled data with trained "
+                                 "weights (random-weight output agreement is not accuracy)")]
+    return checks
+
+
+def check_rows(analysis: Analysis) -> list[dict[str, str]]:
+    return [check.as_row() for check in paper_checks(analysis)]
+
+
+def render_text(analysis: Analysis) -> list[str]:
+    """The paper check for the terminal: one line per check, grouped by claim."""
+    out = [f"paper check ({CITATION}):"]
+    claim = None
+    for check in paper_checks(analysis):
+        if check.claim != claim:
+            claim = check.claim
+            out.append(f"  {claim} (paper: {check.paper.split(';')[0]})")
+        place = " ".join(p for p in (check.model, check.where) if p != "-")
+        if not place:
+            out.append(f"    {check.measured}: {check.note}")
+            continue
+        paper = check.paper.split("; ", 1)[1] if "; " in check.paper else ""
+        line = f"    {place}: {check.measured}"
+        if check.measured != "no data":
+            line += f" -> {check.verdict}"
+        if paper:
+            line += f" (paper {paper})"
+        if check.note:
+            line += f"; {check.note}"
+        out.append(line)
+    out.append(f"  ({TABLE7_NOTE}; verdicts judge the 95% interval, not the point estimate)")
+    return out
