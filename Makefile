@@ -12,14 +12,14 @@ OLD_PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.8*/bin/python3.8 python3
 	"$$p" -c 'import venv' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 OLD_VENV ?= .venv-tflite-runtime
 
-.PHONY: run test lint venv old-venv system-deps clean bench-overhead bench-default bench-protocol bench-ssh bench-coverage
+.PHONY: run test lint venv old-venv system-deps clean bench-overhead bench-default bench-protocol bench-ssh bench-coverage bench-dashboard
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
 old-venv: $(OLD_VENV)/.installed
@@ -32,14 +32,15 @@ $(OLD_VENV)/.installed:
 run: venv
 	$(PY) -m bench run $(ARGS)
 
-# Debian packages the tests use as real parts: OpenSSH's server (the SSH transport tests) and
-# the adb client (the system-adb transport, against the ADB device emulator in tests/).
+# Debian packages the tests use as real parts: OpenSSH's server (the SSH transport tests),
+# the adb client (the system-adb transport, against the ADB device emulator in tests/) and
+# chromium (the dashboard, in a real headless browser).
 system-deps:
-	@if [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/bin/adb ]; then \
+	@if [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/bin/adb ] || [ ! -x /usr/bin/chromium ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-				openssh-server adb; \
-		else echo "warning: install openssh-server and adb (their tests will skip)"; fi; \
+				openssh-server adb chromium; \
+		else echo "warning: install openssh-server, adb and chromium (their tests will skip)"; fi; \
 	fi
 
 test: venv old-venv system-deps
@@ -59,6 +60,9 @@ bench-protocol: venv
 
 bench-coverage: venv
 	$(PY) benchmarks/interval_coverage.py --reference-rounds 60 $(ARGS)
+
+bench-dashboard: venv
+	$(PY) benchmarks/dashboard_target.py $(ARGS)
 
 bench-ssh: venv old-venv system-deps
 	BENCH_OLD_PYTHON=$(CURDIR)/$(OLD_VENV)/bin/python $(PY) benchmarks/ssh_overhead.py

@@ -22,7 +22,8 @@ from bench.zoo.recipes import ALL_RECIPES, DEFAULT_CALIBRATION_SIZE, RECIPES, pa
 
 DEFAULT_MODELS = ("mobilenet_v2", "mobilenet_v1")
 DEFAULT_DEVICES = ("local",)
-FORMATS = ("table", "csv", "json", "md")
+FORMATS = ("table", "csv", "json", "md", "html")
+DEFAULT_DASHBOARDS = Path("dashboards")
 
 
 def _csv(text: str, what: str = "names") -> list[str]:
@@ -136,13 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="built-variant cache (default models/cache)")
     common.add_argument("--devices-dir", type=Path, default=Path("devices"),
                         help="where device files live (default devices/)")
+    dashboards = argparse.ArgumentParser(add_help=False)
+    dashboards.add_argument("--dashboards", type=Path, default=DEFAULT_DASHBOARDS,
+                            help="where HTML dashboards go: one folder per run and an index "
+                            "of runs (default dashboards/)")
     parser = _Parser(prog="bench", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"bench {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     # Options that say what to measure default to None here, so that a --resume can tell
     # what was given on its command line; `bench.commands.run` fills in the defaults.
-    run = commands.add_parser("run", parents=[common],
+    run = commands.add_parser("run", parents=[common, dashboards],
                               help="build variants and measure them on devices")
     run.add_argument("--models", type=_models, default=None,
                      help="zoo names or model files, comma-separated; KEY=VALUE items belong "
@@ -199,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="when another harness is measuring a device's machine, wait for it "
                      "(for ever, or at most SECONDS) instead of giving up")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-dashboard", action="store_true",
+                     help="do not build the HTML dashboard at the end")
 
     models = commands.add_parser("models", help="the model zoo: list, build, inspect")
     models_sub = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
@@ -226,12 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("name", help="device name (devices/NAME.toml)")
 
     commands.add_parser("runs", parents=[common], help="runs in the store")
-    report = commands.add_parser("report", parents=[common], help="the report of a stored run")
+    report = commands.add_parser("report", parents=[common, dashboards],
+                                 help="the report of a stored run")
     report.add_argument("run_id", nargs="?", type=_run_id, help="default: the latest run")
     report.add_argument("--format", choices=FORMATS, default="table",
-                        help="table (default), csv (one row per cell), json, md (Markdown)")
+                        help="table (default), csv (one row per cell), json, md (Markdown), "
+                        "html (the dashboard: a folder under --dashboards)")
     report.add_argument("--output", "-o", type=Path, default=None,
-                        help="write to this file instead of stdout")
+                        help="write to this file instead of stdout (html: the dashboards "
+                        "folder, same as --dashboards)")
     return parser
 
 

@@ -84,6 +84,9 @@ def test_run_end_to_end(workdir, cache_args):
     fp32 = next(line for line in table.splitlines() if line.startswith("tiny_cnn*  fp32"))
     assert " ref " in fp32 and "1.00x" not in fp32
     assert "reached the" not in table  # one fixed round: no target to report on
+    dashboard = workdir / "dashboards" / run_id / "index.html"
+    assert table.splitlines()[-1].endswith(f"; dashboard {dashboard.relative_to(workdir)}")
+    assert "tiny_cnn" in dashboard.read_text() and (workdir / "dashboards/index.html").is_file()
     shown = run_bench(["report", run_id], workdir)
     assert shown.returncode == 0 and "tiny_cnn*  int8" in shown.stdout
     assert "why is int8 (not) faster on local?" in shown.stdout

@@ -218,8 +218,11 @@ def _run(args: argparse.Namespace, store: Store, settings: dict) -> int:
     analysis = analyse(facts)
     export = write_export(analysis, facts, Path(args.store).parent / "runs" / f"{run_id}.json")
     print(to_table(analysis))
+    dashboard = None if args.no_dashboard else \
+        build_run_dashboard(analysis, store, args.dashboards)
     print(f"\nrun {run_id}: conversions {conversion_s:.1f}s, measurement {measurement_s:.1f}s; "
-          f"store {args.store}{f', export {export}' if export else ''}")
+          f"store {args.store}{f', export {export}' if export else ''}"
+          f"{f'; dashboard {dashboard}' if dashboard else ''}")
     for name, why in outcome.unusable.items():
         say(f"bench: device {name} could not be used: {why}")
     for name, why in outcome.lost.items():
@@ -239,6 +242,18 @@ def wait_seconds(value: float | None) -> float | None:
     if value is None:
         return 0.0
     return None if value < 0 else value
+
+
+def build_run_dashboard(analysis, store: Store, root: Path) -> Path | None:
+    """The run's HTML dashboard; a failure is one line (the store has every result)."""
+    from bench.report.dashboard.build import build_dashboard
+
+    try:
+        return build_dashboard(analysis, root, store.runs())
+    except OSError as exc:
+        say(f"bench: could not write the dashboard under {root} ({exc.strerror or exc}); "
+            f"the store has everything: `bench report {analysis.run['id']} --format html`")
+        return None
 
 
 def write_export(analysis, facts, path: Path) -> Path | None:

@@ -10,6 +10,7 @@ import argparse
 import os
 import platform
 import sys
+from pathlib import Path
 
 from bench.analysis import analyse
 from bench.errors import EXIT_OK, UsageError
@@ -33,6 +34,18 @@ def list_runs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def write_dashboard(analysis, root: Path, runs: list[dict]) -> Path:
+    """The run's dashboard under `root`; one line saying what is wrong when it cannot be."""
+    from bench.report.dashboard.build import build_dashboard
+
+    try:
+        return build_dashboard(analysis, root, runs)
+    except OSError as exc:
+        raise UsageError(f"cannot write the dashboard under {root} "
+                         f"({exc.strerror or exc}); point --dashboards at a writable "
+                         "folder") from None
+
+
 def shown_status(run: dict) -> str:
     """A run still marked running whose harness on this host is gone was killed (SIGKILL,
     a crash, a power cut): say so, and that --resume finishes it."""
@@ -54,8 +67,13 @@ def report(args: argparse.Namespace) -> int:
         if run_id is None:
             raise UsageError(f"no runs in {args.store}; run `python -m bench run` first")
         facts = store.facts(run_id)
+        runs = store.runs()
     finally:
         store.close()
+    if args.format == "html":
+        path = write_dashboard(analyse(facts), args.output or args.dashboards, runs)
+        print(path)
+        return EXIT_OK
     text = render_format(analyse(facts), args.format)
     if args.format == "table":
         text = f"run {run_id} ({facts.run['status']})\n" + text
