@@ -64,7 +64,7 @@ def test_a_run_gets_an_overview_a_page_per_device_and_model_and_a_failed_page(tm
     page = parse(overview)
     text = " ".join(page.text)
     tables = [a.get("id") for tag, a in page.tags if tag == "table"]
-    assert tables[:2] == ["cells", "paper"]  # speedups first, then the paper check
+    assert tables[:3] == ["devices", "cells", "paper"]  # speedups first, then the paper check
     cells_body = overview.read_text().split('id="cells">')[2].split("<tbody>")[1]
     cell_rows = re.findall(r"<tr>", cells_body.split("</tbody>")[0])
     assert len(cell_rows) == len(analysis.cells)

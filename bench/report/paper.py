@@ -192,8 +192,8 @@ def _speed_check(analysis: Analysis, cell: dict, claim: str, reference: str,
         verdict = _range_verdict(low, high, CPU_CLAIM)
         if paper_ratio:
             inside = low <= paper_ratio <= high
-            notes.append(f"the interval {'contains' if inside else 'excludes'} the paper's "
-                         f"{paper_ratio:.2f}x for {row.title}")
+            notes.append(f"the paper's {row.title} {paper_ratio:.2f}x is "
+                         f"{'inside' if inside else 'outside'} the interval")
         if verdict == "slower than claimed":
             notes.append(_path_note(analysis, cell["device"]))
     else:
@@ -262,12 +262,9 @@ def render_text(analysis: Analysis) -> list[str]:
         if not place:
             out.append(f"    {check.measured}: {check.note}")
             continue
-        paper = check.paper.split("; ", 1)[1] if "; " in check.paper else ""
         line = f"    {place}: {check.measured}"
         if check.measured != "no data":
             line += f" -> {check.verdict}"
-        if paper:
-            line += f" (paper {paper})"
         if check.note:
             line += f"; {check.note}"
         out.append(line)

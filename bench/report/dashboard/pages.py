@@ -150,13 +150,38 @@ def overview(analysis: Analysis, site: Site) -> Page:
     if len(combinations) <= OVERVIEW_TRADEOFFS:
         page.figures["tradeoff"] = [plot("tradeoff_plot", *c) for c in combinations] + \
             [plot("tradeoff_plot", *c, y="accuracy") for c in combinations]
-    page.extra["devices"] = [(d, site.links[("device", d)]) for d in _devices(analysis)]
+    page.tables["devices"] = _devices_table(analysis, site)
     page.extra["models"] = [(m, site.links[("model", m)]) for m in _models(analysis)]
     page.extra["problems"] = sum(n for s, n in _status_counts(analysis)
                                  if s in PROBLEM_STATUSES)
     page.extra["random_weights"] = bool(analysis.cells["random_weights"].any()) \
         if not analysis.cells.empty else False
     return page
+
+
+def _devices_table(analysis: Analysis, site: Site) -> Table | None:
+    """Where the figures come from: each device's CPU, its int8 features and runtime."""
+    names = _devices(analysis)
+    if not names:
+        return None
+    cells = analysis.cells
+    table = Table("devices", [("device", False), ("CPU", False), ("int8 features", False),
+                              ("runtime", False), ("transport", False), ("cells ok", True)])
+    for name in names:
+        record = _device_record(analysis, name)
+        flags = set(record.get("cpu_flags") or [])
+        features = [label for flag, label in {**X86_INT8, **ARM_INT8}.items() if flag in flags]
+        runtime = " ".join(str(record[k]) for k in ("runtime_name", "runtime_version")
+                           if known(record.get(k)))
+        mine = cells[cells["device"] == name] if not cells.empty else cells
+        ok = int((mine["status"] == "ok").sum()) if not mine.empty else 0
+        table.rows.append([
+            Cell(name, href=site.links[("device", name)]),
+            Cell(str(record.get("cpu_model") or DASH)),
+            Cell(", ".join(features) if features else ("none" if flags else "not reported")),
+            Cell(runtime or DASH), Cell(str(record.get("transport") or DASH)),
+            Cell(f"{ok}/{len(mine)}", ok)])
+    return table
 
 
 def failed(analysis: Analysis, site: Site) -> Page:
