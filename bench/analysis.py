@@ -58,7 +58,8 @@ class Analysis:
     _speedup_index: dict | None = field(default=None, repr=False, compare=False)
 
     def speedup(self, key: Sequence, reference: str) -> dict | None:
-        """One speedup row as a dict, or None (the key's sha256 is not compared)."""
+        """One speedup row as a dict, or None (the key's sha256 is not compared). Indexed on
+        first use: the frames are results, not to be edited afterwards."""
         if self._speedup_index is None:
             names = [n for n in KEY_COLUMNS if n != "sha256"]
             self._speedup_index = {}

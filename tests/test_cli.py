@@ -102,9 +102,11 @@ def test_report_formats_carry_no_invented_values(workdir, cache_args):
     device(workdir, "both", backends=["xnnpack", "cpu"])
     done = run_bench(["run", "--devices", "both", "--models", "tiny_cnn", "--recipes",
                       "fp32,int8", "--rounds", "3", "--runs", "5", "--min-seconds", "0.01",
-                      *cache_args], workdir)
+                      "--no-dashboard", *cache_args], workdir)
     assert done.returncode == 0, done.stderr
     run_id = run_id_of(done.stdout.splitlines()[-1])
+    assert "dashboard" not in done.stdout.splitlines()[-1]
+    assert not (workdir / "dashboards").exists()
     document = report(workdir, run_id)
     assert document["schema_version"] == 1 and document["run"]["id"] == run_id
     text = json.dumps(document)

@@ -64,7 +64,7 @@ def test_a_run_gets_an_overview_a_page_per_device_and_model_and_a_failed_page(tm
     page = parse(overview)
     text = " ".join(page.text)
     tables = [a.get("id") for tag, a in page.tags if tag == "table"]
-    assert tables[:3] == ["devices", "cells", "paper"]  # speedups first, then the paper check
+    assert tables[:3] == ["cells", "paper", "devices"]  # speedups first, then the paper check
     cells_body = overview.read_text().split('id="cells">')[2].split("<tbody>")[1]
     cell_rows = re.findall(r"<tr>", cells_body.split("</tbody>")[0])
     assert len(cell_rows) == len(analysis.cells)
@@ -75,6 +75,22 @@ def test_a_run_gets_an_overview_a_page_per_device_and_model_and_a_failed_page(tm
         assert cell["reason"].split("\n")[0][:40] in failed
     index = " ".join(parse(root / "index.html").text)
     assert analysis.run["id"] in index
+    for path in folder.iterdir():
+        assert "plot left out" not in path.read_text()  # every plot passed the SVG check
+
+
+def test_a_run_with_nothing_measured_still_reports_and_builds(tmp_path, capsys):
+    store = SQLiteStore(tmp_path / "bench.sqlite")
+    store.start_run("20261127-000000-dead", label=None, settings={}, host={},
+                    harness_version="0", protocol={}, protocol_version=3, seed=1)
+    store.close()
+    common = ["--store", str(tmp_path / "bench.sqlite")]
+    assert main(["report", *common]) == 0
+    assert "no cells in this run" in capsys.readouterr().out
+    assert main(["report", "--format", "html", "--dashboards", str(tmp_path / "d"),
+                 *common]) == 0
+    overview = Path(capsys.readouterr().out.strip())
+    assert "no data" in overview.read_text() and (overview.parent / "failed.html").is_file()
 
 
 def test_pages_show_the_terminal_tables_figures(tmp_path):

@@ -51,15 +51,14 @@ def dashboard(root: Path, **options) -> Path:
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("hostile")
-    return dashboard(root, models=HOSTILE[:3], devices=[HOSTILE[3], HOSTILE[4], "local"],
-                     backends=["xnnpack", "cpu"], threads=[1, 2], rounds=3,
-                     label=f"{HOSTILE[0]} {HOSTILE[1]}")
+    return dashboard(root, models=HOSTILE, devices=HOSTILE, recipes=["fp32", "int8"],
+                     threads=[1, 2], rounds=3, label=" ".join(HOSTILE))
 
 
 def test_every_page_loads_clean_from_file_urls(browser, hostile):
     folder = hostile.parent
     pages = sorted(folder.glob("*.html")) + [folder.parent / "index.html"]
-    assert len(pages) == 9  # overview, failed, 3 devices, 3 models; the runs index
+    assert len(pages) == 13  # overview, failed, 5 devices, 5 models; the runs index
     for path in pages:
         record, page = visit(browser, path, keep_open=True)
         assert not record.console_errors, (path.name, record.console_errors)
@@ -82,18 +81,16 @@ def test_hostile_names_show_as_text_on_their_pages(browser, hostile):
         assert name in text, name[:40]
     assert page.locator("svg text").count() > 10  # plots drew the names as text too
     page.close()
-    for path in folder.glob("device-*.html"):
-        _, page = visit(browser, path, keep_open=True)
-        heading = page.inner_text("h1")
-        assert heading.removeprefix("device ") in [HOSTILE[3], HOSTILE[4], "local"]
-        page.close()
-    for path in folder.glob("model-*.html"):
-        _, page = visit(browser, path, keep_open=True)
-        assert page.inner_text("h1").removeprefix("model ") in HOSTILE[:3]
-        page.close()
+    for kind in ("device", "model"):
+        shown = []
+        for path in folder.glob(f"{kind}-*.html"):
+            _, page = visit(browser, path, keep_open=True)
+            shown.append(page.inner_text("h1").removeprefix(f"{kind} "))
+            page.close()
+        assert sorted(shown) == sorted(HOSTILE), kind  # each name, as text, on its own page
     assert not record.dialogs
     _, page = visit(browser, folder.parent / "index.html", keep_open=True)
-    assert f"{HOSTILE[0]} {HOSTILE[1]}" in page.inner_text("body")  # the label
+    assert " ".join(HOSTILE) in page.inner_text("body")  # the label
     page.close()
 
 
@@ -119,6 +116,20 @@ def test_tables_sort_by_number_with_unknowns_last(browser, hostile):
     down = column(page, "cells", index)
     assert [v for v in down if v is not None] == sorted(known, reverse=True)
     assert down[-1] is None and header.get_attribute("aria-sort") == "descending"
+    page.close()
+
+
+def test_text_columns_sort_alphabetically_and_the_paper_check_by_ratio(browser, hostile):
+    _, page = visit(browser, hostile, keep_open=True)
+    page.locator("#cells thead th").nth(0).locator("button").click()
+    models = page.eval_on_selector_all("#cells tbody tr",
+                                       "rows => rows.map(r => r.cells[0].innerText)")
+    assert models == sorted(models, key=str.lower)
+    headings = page.eval_on_selector_all("#paper thead th", "hs => hs.map(h => h.innerText)")
+    index = headings.index("measured")
+    page.locator("#paper thead th").nth(index).locator("button").click()
+    ratios = [v for v in column(page, "paper", index) if v is not None]
+    assert len(ratios) >= 2 and ratios == sorted(ratios)
     page.close()
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.errors import UsageError
 from bench.report.dashboard.names import inside, page_name, slug
 from bench.report.dashboard.svg import problem, safe_svg
 
@@ -33,10 +34,10 @@ def test_a_slug_keeps_a_readable_part():
 
 def test_inside_refuses_a_path_outside_the_folder(tmp_path):
     assert inside(tmp_path, tmp_path / "index.html") == tmp_path / "index.html"
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(UsageError, match="outside"):
         inside(tmp_path, tmp_path / ".." / "index.html")
     (tmp_path / "link").symlink_to("/etc")
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(UsageError, match="outside"):
         inside(tmp_path, tmp_path / "link" / "passwd")
 
 
@@ -45,11 +46,17 @@ SVG = '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/19
 
 @pytest.mark.parametrize("body, what", [
     ("<script>alert(1)</script>", "script"),
-    ('<g onload="alert(1)"/>', "event handler"),
+    ('<g onload="alert(1)"/>', "onload"),
     ("<foreignObject><div/></foreignObject>", "foreignobject"),
-    ('<a xlink:href="https://example.com/x"><text>t</text></a>', "link outside"),
+    ('<a xlink:href="https://example.com/x"><text>t</text></a>', "<a>"),
+    ('<use xlink:href="https://example.com/x#m"/>', "link outside"),
     ('<image href="http://example.com/i.png"/>', "image"),
     ('<rect style="fill: url(http://example.com/x)"/>', "reference outside"),
+    ('<rect style="fill: url(#a); stroke: url(http://example.com/x)"/>', "reference outside"),
+    ("<style>@import 'http://example.com/x.css';</style>", "imports or fetches"),
+    ('<set attributeName="href" to="javascript:alert(1)"/>', "set"),
+    ('<animate attributeName="href"/>', "animate"),
+    ('<meta http-equiv="refresh" content="0;url=http://example.com"/>', "meta"),
 ])
 def test_svg_that_could_run_or_fetch_is_refused(body, what):
     svg = SVG.format(body)

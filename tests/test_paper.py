@@ -8,6 +8,7 @@ import pytest
 from bench.analysis import analyse
 from bench.report.paper import (
     TABLE7,
+    _dsp_verdict,
     _range_verdict,
     check_rows,
     paper_checks,
@@ -59,6 +60,13 @@ def test_verdicts_judge_the_interval_not_the_point(low, high, verdict):
     assert _range_verdict(low, high, (2.0, 3.0)) == verdict
 
 
+@pytest.mark.parametrize("low, high, verdict", [
+    (0.8, 0.95, "slower than float CPU"), (0.8, 1.05, "inconclusive"), (1.2, 8.0, "consistent"),
+    (6.0, 14.0, "consistent"), (11.0, 14.0, "faster than claimed")])
+def test_the_dsp_claim_needs_a_gain_shown_by_the_interval(low, high, verdict):
+    assert _dsp_verdict(low, high) == verdict
+
+
 def test_a_run_speaks_to_size_and_cpu_speed_and_says_no_data_for_the_rest(tmp_path):
     analysis = analysis_of(tmp_path, models=["mobilenet_v2", "mobilenet_v1"],
                            devices=["local", "rpi4"], rounds=4, failures=False)
@@ -70,15 +78,16 @@ def test_a_run_speaks_to_size_and_cpu_speed_and_says_no_data_for_the_rest(tmp_pa
         row = variants[(variants["model"] == check.model) & (variants["recipe"] == "dynamic")]
         assert check.value == pytest.approx(row.iloc[0]["compression"])
     cpu = [c for c in checks if c.claim.startswith("int8 2-3x")]
-    assert {(c.model, c.where) for c in cpu} == {
-        (m, f"{d}/xnnpack/t1") for m in ("mobilenet_v2", "mobilenet_v1") for d in ("local", "rpi4")}
+    assert {(c.model, c.recipe, c.where) for c in cpu} == {
+        (m, r, f"{d}/xnnpack/t1") for m in ("mobilenet_v2", "mobilenet_v1")
+        for r in ("int8", "int8-per-tensor") for d in ("local", "rpi4")}
     for check in cpu:
-        found = analysis.speedup([check.model, "int8", None, check.where.split("/")[0],
+        found = analysis.speedup([check.model, check.recipe, None, check.where.split("/")[0],
                                   "xnnpack", 1], "same_backend")
         assert (check.value, check.low, check.high) == (
             found["speedup"], found["speedup_low"], found["speedup_high"])
         assert check.verdict == _range_verdict(check.low, check.high, (2.0, 3.0))
-        assert "MobileNet-v" in check.paper
+        assert "MobileNet-v" in check.paper and " ms = " in check.paper  # Table 7 beside
     no_data = [c for c in checks if c.measured == "no data"]
     assert {c.claim for c in no_data} == {
         "int8 up to 10x faster on a DSP", "per-channel int8 within 2% of float top-1",

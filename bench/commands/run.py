@@ -204,9 +204,13 @@ def _run(args: argparse.Namespace, store: Store, settings: dict) -> int:
         progress.close()
         store.finish_session(run_id, session, "interrupted")
         store.set_run_status(run_id, "interrupted")
-        print(to_table(analyse(store.facts(run_id))))
+        analysis = analyse(store.facts(run_id))
+        print(to_table(analysis))
+        dashboard = None if args.no_dashboard else \
+            build_run_dashboard(analysis, store, args.dashboards)
         say(f"interrupted: finished rounds are stored; resume with "
-            f"`python -m bench run --resume {run_id}`")
+            f"`python -m bench run --resume {run_id}`"
+            f"{f'; dashboard of what was measured: {dashboard}' if dashboard else ''}")
         return EXIT_INTERRUPTED
     progress.close()
     measurement_s = time.perf_counter() - started
@@ -250,9 +254,12 @@ def build_run_dashboard(analysis, store: Store, root: Path) -> Path | None:
 
     try:
         return build_dashboard(analysis, root, store.runs())
-    except OSError as exc:
-        say(f"bench: could not write the dashboard under {root} ({exc.strerror or exc}); "
-            f"the store has everything: `bench report {analysis.run['id']} --format html`")
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the results are stored; say so in one line
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        say(f"bench: could not write the dashboard under {root} ({type(exc).__name__}: {why});"
+            f" the store has everything: `bench report {analysis.run['id']} --format html`")
         return None
 
 

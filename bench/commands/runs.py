@@ -7,8 +7,6 @@ another harness is writing, reads fine.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from bench.analysis import analyse
 from bench.errors import EXIT_OK, UsageError
 from bench.report.export import render_format
 from bench.store import open_store
+from bench.store.liveness import shown_status
 
 
 def list_runs(args: argparse.Namespace) -> int:
@@ -44,20 +43,6 @@ def write_dashboard(analysis, root: Path, runs: list[dict]) -> Path:
         raise UsageError(f"cannot write the dashboard under {root} "
                          f"({exc.strerror or exc}); point --dashboards at a writable "
                          "folder") from None
-
-
-def shown_status(run: dict) -> str:
-    """A run still marked running whose harness on this host is gone was killed (SIGKILL,
-    a crash, a power cut): say so, and that --resume finishes it."""
-    pid = run.get("session_pid")
-    if run["status"] == "running" and run.get("session_host") == platform.node() and pid:
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return "killed (resume it)"
-        except PermissionError:
-            pass
-    return run["status"]
 
 
 def report(args: argparse.Namespace) -> int:

@@ -15,6 +15,12 @@ ARM_INT8 = {"asimddp": "dot product (SDOT/UDOT)", "i8mm": "8-bit matrix multiply
 INT8_RECIPES = ("int8", "int8-per-tensor")
 
 
+def int8_features(flags) -> list[str]:
+    """The int8 dot-product features among a CPU's flags, by name."""
+    present = set(flags or ())
+    return [name for flag, name in {**X86_INT8, **ARM_INT8}.items() if flag in present]
+
+
 def int8_path(flags: set[str]) -> str:
     """What the CPU offers int8 kernels, from its feature flags."""
     x86 = [name for flag, name in X86_INT8.items() if flag in flags]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from bench.analysis import CPU_BACKENDS, SAME_BACKEND, VS_CPU_FP32, Analysis
 from bench.report.notes import int8_path
+from bench.report.table import known
 
 CITATION = "Krishnamoorthi 2018, arXiv 1806.08342"
 TABLE7_NOTE = ("paper Table 7: Pixel 2, one big core, ms, float CPU / int8 CPU / int8 Hexagon "
@@ -32,6 +33,7 @@ ACCURACY_CLAIM_POINTS = 2.0
 DSP_BACKENDS = ("hexagon",)
 INT8 = "int8"
 PER_TENSOR = "int8-per-tensor"
+INT8_RECIPES = (INT8, PER_TENSOR)
 WEIGHT_ONLY = "dynamic"
 ACCURACY_COLUMN = "accuracy_top1"  # a variants column: top-1 on labelled data, 0..1
 
@@ -80,6 +82,7 @@ class Check:
     claim: str
     paper: str
     model: str
+    recipe: str
     where: str  # device/backend/threads, or "-" for what does not depend on a device
     measured: str
     verdict: str  # consistent | faster than claimed | slower than claimed | ... | no data
@@ -90,17 +93,13 @@ class Check:
 
     def as_row(self) -> dict[str, str]:
         return {"claim": self.claim, "paper": self.paper, "model": self.model,
-                "where": self.where, "measured": self.measured, "verdict": self.verdict,
-                "note": self.note}
-
-
-def _known(value) -> bool:
-    return value is not None and value == value
+                "recipe": self.recipe, "where": self.where, "measured": self.measured,
+                "verdict": self.verdict, "note": self.note}
 
 
 def _ratio(value: float, low=None, high=None) -> str:
     text = f"{value:.2f}x"
-    if _known(low) and _known(high):
+    if known(low) and known(high):
         text += f" [{low:.2f}, {high:.2f}]"
     return text
 
@@ -114,6 +113,17 @@ def _range_verdict(low: float, high: float, claim: tuple[float, float]) -> str:
     return "consistent"
 
 
+def _dsp_verdict(low: float, high: float) -> str:
+    """'Up to 10x' over float on the CPU: the interval must show a gain at all."""
+    if low > DSP_CLAIM:
+        return "faster than claimed"
+    if low > 1.0:
+        return "consistent"
+    if high < 1.0:
+        return "slower than float CPU"
+    return "inconclusive"
+
+
 def paper_checks(analysis: Analysis) -> list[Check]:
     checks = _size_checks(analysis)
     checks += _speed_checks(analysis, dsp=False)
@@ -125,18 +135,19 @@ def paper_checks(analysis: Analysis) -> list[Check]:
 def _size_checks(analysis: Analysis) -> list[Check]:
     claim, paper = "weight-only int8 is 4x smaller", "4x"
     variants = analysis.variants
-    rows = [] if variants.empty else variants[(variants["recipe"] == WEIGHT_ONLY)
-                                              & (variants["status"] == "ok")]
     checks = []
-    for variant in rows.to_dict("records"):
-        value = variant["compression"]
-        if not _known(value):
-            continue
-        verdict = "consistent" if value >= SIZE_CONSISTENT else "smaller gain than claimed"
-        checks.append(Check(claim, paper, variant["model"], "-", _ratio(value), verdict,
-                            "fp32 file size / dynamic-range file size", value=value))
+    if not variants.empty:
+        rows = variants[(variants["recipe"] == WEIGHT_ONLY) & (variants["status"] == "ok")]
+        for variant in rows.to_dict("records"):
+            value = variant["compression"]
+            if not known(value):
+                continue
+            verdict = "consistent" if value >= SIZE_CONSISTENT else "smaller gain than claimed"
+            checks.append(Check(claim, paper, variant["model"], WEIGHT_ONLY, "-", _ratio(value),
+                                verdict, "fp32 file size / dynamic-range file size",
+                                value=value))
     if not checks:
-        checks.append(Check(claim, paper, "-", "-", "no data", "no data",
+        checks.append(Check(claim, paper, "-", "-", "-", "no data", "no data",
                             f"no model was built in the {WEIGHT_ONLY} recipe with its fp32 "
                             "reference"))
     return checks
@@ -149,18 +160,31 @@ def _speed_checks(analysis: Analysis, dsp: bool) -> list[Check]:
         claim, reference, backends = "int8 2-3x faster than float on CPU", SAME_BACKEND, \
             CPU_BACKENDS
     cells = analysis.cells
-    int8 = [] if cells.empty else cells[(cells["recipe"] == INT8)
+    int8 = [] if cells.empty else cells[cells["recipe"].isin(INT8_RECIPES)
                                         & cells["backend"].isin(backends)].to_dict("records")
+    order = {recipe: i for i, recipe in enumerate(INT8_RECIPES)}
     checks = []
     for cell in sorted(int8, key=lambda c: (c["model"], c["device"], c["backend"],
-                                            c["threads"])):
+                                            c["threads"], order[c["recipe"]])):
         checks.append(_speed_check(analysis, cell, claim, reference, dsp))
     if not checks:
         what = ("no int8 cell on a DSP backend (hexagon) in this run: a phone with a "
                 "Hexagon DSP measures it") if dsp else "no int8 cell on a CPU backend in this run"
-        checks.append(Check(claim, "up to 10x (Hexagon HVX)" if dsp else "2-3x", "-", "-",
+        checks.append(Check(claim, "up to 10x (Hexagon HVX)" if dsp else "2-3x", "-", "-", "-",
                             "no data", "no data", what))
     return checks
+
+
+def _paper_text(row: PaperModel | None, dsp: bool) -> str:
+    """The claim, and the model's Table 7 figures with the ratio they give."""
+    band = "up to 10x" if dsp else "2-3x"
+    if row is None:
+        return band
+    if dsp:
+        return f"{band}; Table 7 {row.title}: {row.float_cpu_ms:g} / {row.int8_dsp_ms:g} ms = " \
+            f"{row.dsp_speedup:.2f}x" if row.int8_dsp_ms else f"{band}; {row.title}: no DSP time"
+    return f"{band}; Table 7 {row.title}: {row.float_cpu_ms:g} / {row.int8_cpu_ms:g} ms = " \
+        f"{row.cpu_speedup:.2f}x"
 
 
 def _speed_check(analysis: Analysis, cell: dict, claim: str, reference: str,
@@ -168,38 +192,47 @@ def _speed_check(analysis: Analysis, cell: dict, claim: str, reference: str,
     model, where = cell["model"], f"{cell['device']}/{cell['backend']}/t{cell['threads']}"
     row, same_options = paper_model(model)
     paper_ratio = (row.dsp_speedup if dsp else row.cpu_speedup) if row else None
-    band = "up to 10x" if dsp else "2-3x"
-    paper = f"{band}; {row.title} {paper_ratio:.2f}x" if paper_ratio else band
     notes = []
     if row and not same_options:
         notes.append(f"paper timed {row.options}; this model's options differ")
     if not dsp and cell["threads"] != 1:
         notes.append("paper: one core")
+    if cell["recipe"] == PER_TENSOR and not dsp:
+        notes.append("per-tensor: the paper's 2018 kernels were per-layer uint8")
     key = [cell[name] for name in ("model", "recipe", "sha256", "device", "backend", "threads")]
     found = analysis.speedup(key, reference)
-    if found is None or cell["status"] not in ("ok", "pending"):
-        why = cell["reason"] if cell["status"] not in ("ok", "pending") and cell["reason"] \
-            else "no fp32 reference measured beside it"
-        notes = [f"{cell['status']}: {why}", *notes]
+    status = cell["status"]
+    if found is None or status not in ("ok", "pending"):
+        if status not in ("ok", "pending"):
+            why = f"{status}: {cell['reason'] or 'no reason recorded'}"
+        elif not cell["rounds"]:
+            why = "unfinished: no round measured yet (`bench run --resume` finishes it)"
+        else:
+            why = "no fp32 reference measured beside it"
+        notes = [why, *notes]
         if not dsp:
             notes.append(_path_note(analysis, cell["device"]))
-        return Check(claim, paper, model, where, "no data", "no data", "; ".join(notes))
+        return Check(claim, _paper_text(row, dsp), model, cell["recipe"], where, "no data",
+                     "no data", "; ".join(notes))
+    if status == "pending":
+        notes.insert(0, f"unfinished: {cell['rounds']} round(s) so far")
     value, low, high = found["speedup"], found["speedup_low"], found["speedup_high"]
-    if dsp:
-        verdict = "consistent" if _known(high) and high >= 1.0 else "slower than float CPU"
-        notes.append(f"vs fp32 on {found['reference_backend']}")
-    elif _known(low) and _known(high):
-        verdict = _range_verdict(low, high, CPU_CLAIM)
-        if paper_ratio:
-            inside = low <= paper_ratio <= high
-            notes.append(f"the paper's {row.title} {paper_ratio:.2f}x is "
-                         f"{'inside' if inside else 'outside'} the interval")
-        if verdict == "slower than claimed":
-            notes.append(_path_note(analysis, cell["device"]))
-    else:
+    if not (known(low) and known(high)):
         verdict = "no interval"
-    return Check(claim, paper, model, where, _ratio(value, low, high), verdict,
-                 "; ".join(notes), value, low, high)
+    elif dsp:
+        verdict = _dsp_verdict(low, high)
+    else:
+        verdict = _range_verdict(low, high, CPU_CLAIM)
+    if dsp:
+        notes.append(f"vs fp32 on {found['reference_backend']}")
+    if paper_ratio and known(low) and known(high):
+        inside = low <= paper_ratio <= high
+        notes.append(f"the paper's {row.title} {paper_ratio:.2f}x is "
+                     f"{'inside' if inside else 'outside'} the interval")
+    if not dsp and verdict in ("slower than claimed", "no interval"):
+        notes.append(_path_note(analysis, cell["device"]))
+    return Check(claim, _paper_text(row, dsp), model, cell["recipe"], where,
+                 _ratio(value, low, high), verdict, "; ".join(notes), value, low, high)
 
 
 def _path_note(analysis: Analysis, device: str) -> str:
@@ -236,11 +269,11 @@ def _accuracy_checks(analysis: Analysis) -> list[Check]:
                     channel = accuracy.get((model, INT8))
                     if channel is None:
                         continue
-                    verdict = "consistent" if value <= channel else "per-tensor not worse"
+                    verdict = "consistent" if value < channel else "per-tensor not worse"
                     text += f"; per-channel {channel * 100:.1f}%"
-                rows.append(Check(claim, paper, model, "-", text, verdict,
+                rows.append(Check(claim, paper, model, recipe, "-", text, verdict,
                                   "top-1 on the run's labelled data", drop))
-        checks += rows or [Check(claim, paper, "-", "-", "no data", "no data",
+        checks += rows or [Check(claim, paper, "-", "-", "-", "no data", "no data",
                                  "this run measured no accuracy on labelled data with trained "
                                  "weights (random-weight output agreement is not accuracy)")]
     return checks
@@ -250,23 +283,31 @@ def check_rows(analysis: Analysis) -> list[dict[str, str]]:
     return [check.as_row() for check in paper_checks(analysis)]
 
 
+TERMINAL_ROWS = 12  # per claim; a large sweep's full check is in the md export and dashboard
+
+
 def render_text(analysis: Analysis) -> list[str]:
     """The paper check for the terminal: one line per check, grouped by claim."""
     out = [f"paper check ({CITATION}):"]
-    claim = None
+    by_claim: dict[str, list[Check]] = {}
     for check in paper_checks(analysis):
-        if check.claim != claim:
-            claim = check.claim
-            out.append(f"  {claim} (paper: {check.paper.split(';')[0]})")
-        place = " ".join(p for p in (check.model, check.where) if p != "-")
-        if not place:
-            out.append(f"    {check.measured}: {check.note}")
-            continue
-        line = f"    {place}: {check.measured}"
-        if check.measured != "no data":
-            line += f" -> {check.verdict}"
-        if check.note:
-            line += f"; {check.note}"
-        out.append(line)
+        by_claim.setdefault(check.claim, []).append(check)
+    for claim, checks in by_claim.items():
+        out.append(f"  {claim} (paper: {checks[0].paper.split(';')[0]})")
+        for check in checks[:TERMINAL_ROWS]:
+            place = " ".join(p for p in (check.model, check.recipe if check.recipe not in
+                                         (INT8, WEIGHT_ONLY) else "-", check.where) if p != "-")
+            if not place:
+                out.append(f"    {check.measured}: {check.note}")
+                continue
+            line = f"    {place}: {check.measured}"
+            if check.measured != "no data":
+                line += f" -> {check.verdict}"
+            if check.note:
+                line += f"; {check.note}"
+            out.append(line)
+        if len(checks) > TERMINAL_ROWS:
+            out.append(f"    ... and {len(checks) - TERMINAL_ROWS} more (`bench report "
+                       "--format md` or the dashboard has every row)")
     out.append(f"  ({TABLE7_NOTE}; verdicts judge the 95% interval, not the point estimate)")
     return out

@@ -18,6 +18,7 @@ from bench.report.dashboard.draw import draw_pages
 from bench.report.dashboard.names import folder_name, inside
 from bench.report.dashboard.pages import Page, run_pages
 from bench.report.dashboard.tables import Cell, Table
+from bench.store.liveness import shown_status
 from bench.timeutil import utc_now
 
 INDEX = "index.html"
@@ -38,7 +39,7 @@ def _environment() -> Environment:
     env.globals.update(
         style=_asset("dashboard.css"), script=script, harness_version=__version__,
         csp=(f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
-             "img-src data:; base-uri 'none'; form-action 'none'"))
+             "base-uri 'none'; form-action 'none'"))
     return env
 
 
@@ -60,8 +61,9 @@ def run_folder(root: Path, run_id: str) -> Path:
     return inside(root, root / folder_name(run_id))
 
 
-def build_dashboard(analysis: Analysis, root: Path, runs: list[dict] | None = None) -> Path:
-    """Write the run's pages under root/RUN/ and the index of runs; the overview's path."""
+def build_dashboard(analysis: Analysis, root: Path, runs: list[dict]) -> Path:
+    """Write the run's pages under root/RUN/ and the index of runs (`runs`: every run in
+    the store, as `Store.runs()` lists them); the overview's path."""
     root = Path(root)
     env = _environment()
     folder = run_folder(root, analysis.run["id"])
@@ -72,7 +74,7 @@ def build_dashboard(analysis: Analysis, root: Path, runs: list[dict] | None = No
         html = env.get_template(page.template).render(page=page, generated=generated,
                                                       run=analysis.run)
         _write(inside(folder, folder / page.file), html)
-    write_index(root, runs if runs is not None else [analysis.run], env)
+    write_index(root, runs, env)
     return folder / INDEX
 
 
@@ -87,7 +89,7 @@ def write_index(root: Path, runs: list[dict], env: Environment | None = None) ->
         table.rows.append([
             Cell(run["id"], href=href, cls="mono"),
             Cell(str(run["started_at"])[:19].replace("T", " ")),
-            Cell(run["status"]),
+            Cell(shown_status(run)),
             Cell(f"{run.get('ok') or 0}/{run.get('cells') or 0}", run.get("ok") or 0),
             Cell(str(run.get("failed") or 0), run.get("failed") or 0),
             Cell(run.get("label") or ""),

@@ -18,6 +18,13 @@ SERIAL_BELOW = 6  # plots: fewer than this are drawn here (a pool costs more tha
 _ANALYSIS: Analysis | None = None  # what forked workers draw from
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (the affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _draw(wanted: Wanted) -> Figure | None:
     assert _ANALYSIS is not None
     return wanted.draw(_ANALYSIS)
@@ -27,7 +34,7 @@ def draw_all(analysis: Analysis, wanted: list[Wanted], workers: int | None = Non
     """{Wanted: Figure or None}, each plot drawn once."""
     global _ANALYSIS
     unique = list(dict.fromkeys(wanted))
-    workers = workers or min(len(os.sched_getaffinity(0)), 8)
+    workers = workers or min(usable_cpus(), 8)
     fork = "fork" in multiprocessing.get_all_start_methods()
     if workers < 2 or len(unique) < SERIAL_BELOW or not fork:
         return {w: w.draw(analysis) for w in unique}

@@ -13,6 +13,8 @@ import re
 import unicodedata
 from pathlib import Path
 
+from bench.errors import UsageError
+
 SLUG_CHARS = 40
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -44,5 +46,6 @@ def inside(root: Path, candidate: Path) -> Path:
     """`candidate`, refused unless it resolves inside `root` (no name can escape it)."""
     resolved_root, resolved = root.resolve(), candidate.resolve()
     if resolved != resolved_root and resolved_root not in resolved.parents:
-        raise ValueError(f"{candidate} is outside the dashboard folder {root}")
+        raise UsageError(f"{candidate} resolves outside the dashboard folder {root} (a "
+                         "link there?); remove it or point --dashboards elsewhere")
     return candidate

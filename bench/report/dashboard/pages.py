@@ -2,7 +2,8 @@
 
 Every figure comes from the analysis frames (`bench.analysis`) or from the modules that
 format them for the terminal (`bench.report.table`, `paper`, `notes`): a page shows the
-same numbers as `bench report`, arranged for reading.
+same numbers as `bench report`, arranged for reading. (The one summary made here is the
+readings table's maximum over a device round's cells: a selection, not a figure.)
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from bench.report.dashboard.tables import (
     cells_table,
     number,
     ops_table,
-    rows_table,
     variants_table,
 )
-from bench.report.notes import ARM_INT8, X86_INT8, device_note
-from bench.report.paper import CITATION, TABLE7_NOTE, check_rows
+from bench.report.notes import device_note, int8_features
+from bench.report.paper import CITATION, TABLE7_NOTE, paper_checks
 from bench.report.table import DASH, known, timing_rows, where
 
 FAILED = "failed.html"
@@ -32,13 +32,13 @@ PROBLEM_STATUSES = ("failed", "fallback", "skipped", "pending")
 OVERVIEW_TRADEOFFS = 4  # more device/backend/thread combinations: on the device pages
 VERDICT_CLASSES = {"consistent": "ok", "no data": "muted", "slower than claimed": "bad",
                    "faster than claimed": "ok", "worse than claimed": "bad",
-                   "smaller gain than claimed": "bad", "slower than float CPU": "bad"}
+                   "smaller gain than claimed": "bad", "slower than float CPU": "bad",
+                   "inconclusive": "warn", "no interval": "warn", "per-tensor not worse": "warn"}
 
 
 @dataclass
 class Figure:
-    title: str
-    alt: str
+    alt: str  # one sentence for screen readers, shown as the caption
     svg: str
 
 
@@ -53,7 +53,7 @@ class Wanted:
 
     def draw(self, analysis: Analysis) -> Figure | None:
         found = getattr(charts, self.function)(analysis, *self.args, **dict(self.kwargs))
-        return None if found is None else Figure(found.title, found.alt, safe_svg(found.svg))
+        return None if found is None else Figure(found.alt, safe_svg(found.svg))
 
 
 def plot(function: str, *args, **kwargs) -> Wanted:
@@ -96,8 +96,7 @@ def run_pages(analysis: Analysis) -> list[Page]:
 
 def _devices(analysis: Analysis) -> list[str]:
     names = list(analysis.devices["device"]) if not analysis.devices.empty else []
-    names += [d for d in analysis.cells["device"] if d not in names] \
-        if not analysis.cells.empty else []
+    names += list(analysis.cells["device"]) if not analysis.cells.empty else []
     return list(dict.fromkeys(names))
 
 
@@ -143,8 +142,7 @@ def overview(analysis: Analysis, site: Site) -> Page:
                 facts=_run_facts(analysis), links=site.nav)
     page.figures["speedup"] = [plot("speedup_plot", device=d) for d in _devices(analysis)]
     page.tables["cells"] = cells_table(analysis, site.links, "cells", timing=site.timing)
-    rows = check_rows(analysis)
-    page.tables["paper"] = rows_table(rows, "paper", classes={"verdict": VERDICT_CLASSES})
+    page.tables["paper"] = _paper_table(analysis)
     page.extra["paper_note"] = f"{CITATION}. {TABLE7_NOTE[0].upper()}{TABLE7_NOTE[1:]}."
     combinations = _combinations(analysis)
     if len(combinations) <= OVERVIEW_TRADEOFFS:
@@ -159,6 +157,20 @@ def overview(analysis: Analysis, site: Site) -> Page:
     return page
 
 
+def _paper_table(analysis: Analysis) -> Table:
+    """The paper check; 'measured' sorts by the ratio, not its text."""
+    checks = paper_checks(analysis)
+    names = list(checks[0].as_row())
+    table = Table("paper", [(name, name == "measured") for name in names])
+    for check in checks:
+        row = check.as_row()
+        table.rows.append([
+            Cell(row[name], check.value if name == "measured" else None,
+                 cls=VERDICT_CLASSES.get(row[name], "") if name == "verdict" else "")
+            for name in names])
+    return table
+
+
 def _devices_table(analysis: Analysis, site: Site) -> Table | None:
     """Where the figures come from: each device's CPU, its int8 features and runtime."""
     names = _devices(analysis)
@@ -170,7 +182,7 @@ def _devices_table(analysis: Analysis, site: Site) -> Table | None:
     for name in names:
         record = _device_record(analysis, name)
         flags = set(record.get("cpu_flags") or [])
-        features = [label for flag, label in {**X86_INT8, **ARM_INT8}.items() if flag in flags]
+        features = int8_features(flags)
         runtime = " ".join(str(record[k]) for k in ("runtime_name", "runtime_version")
                            if known(record.get(k)))
         mine = cells[cells["device"] == name] if not cells.empty else cells
@@ -233,15 +245,13 @@ ENVIRONMENT_FIELDS = [
 def device_page(analysis: Analysis, name: str, site: Site) -> Page:
     record = _device_record(analysis, name)
     page = Page("device.html", site.links[("device", name)], f"device {name}", links=site.nav)
-    page.extra["name"] = name
     page.facts = [(label, str(record.get(key))) for label, key in ENVIRONMENT_FIELDS
                   if known(record.get(key))]
     backends = record.get("backends")
     if backends:
         page.facts.append(("declared backends", ", ".join(backends)))
     flags = sorted(record.get("cpu_flags") or [])
-    int8_flags = [label for flag, label in {**X86_INT8, **ARM_INT8}.items() if flag in flags]
-    page.extra["int8_flags"] = int8_flags
+    page.extra["int8_flags"] = int8_features(flags)
     page.extra["flags"] = " ".join(flags)
     page.notes = device_note(analysis, record)
     warnings = analysis.warnings
@@ -295,7 +305,6 @@ def _environment_table(analysis: Analysis, name: str) -> Table | None:
 
 def model_page(analysis: Analysis, name: str, site: Site) -> Page:
     page = Page("model.html", site.links[("model", name)], f"model {name}", links=site.nav)
-    page.extra["name"] = name
     variants = analysis.variants
     mine = variants[variants["model"] == name] if not variants.empty else variants
     sources = sorted({s for s in mine["source"] if known(s)}) if not mine.empty else []

@@ -27,7 +27,6 @@ class Table:
     id: str
     columns: list[tuple[str, bool]]  # (heading, numeric)
     rows: list[list[Cell]] = field(default_factory=list)
-    caption: str = ""
 
 
 def number(value) -> float | None:
@@ -79,9 +78,10 @@ def cells_table(analysis: Analysis, links: dict[tuple[str, str], str], table_id:
 
 
 def variants_table(analysis: Analysis, model: str, table_id: str) -> Table | None:
-    rows = [r for r in variant_rows(analysis) if r["model"].rstrip("*") == model]
-    records = {v["recipe"]: v for v in analysis.variants.to_dict("records")
-               if v["model"] == model}
+    measured = [v for v in analysis.variants.to_dict("records") if v["measured"]]
+    rows = [r for r, v in zip(variant_rows(analysis), measured, strict=True)
+            if v["model"] == model]  # variant_rows: one row per measured variant, in order
+    records = {v["recipe"]: v for v in measured if v["model"] == model}
     if not rows:
         return None
     columns = [("recipe", False), ("size MB", True), ("compr.", True),
@@ -123,17 +123,4 @@ def ops_table(analysis: Analysis, model: str, table_id: str) -> Table | None:
     for name in names:
         table.rows.append([Cell(name, cls="mono")] + [
             Cell(str(v["ops"].get(name, 0)), v["ops"].get(name, 0)) for v in variants])
-    return table
-
-
-def rows_table(rows: list[dict[str, str]], table_id: str, numeric: set[str] = frozenset(),
-               classes: dict[str, dict[str, str]] | None = None) -> Table | None:
-    """A table of text rows (e.g. the paper check), sortable as text or numbers."""
-    if not rows:
-        return None
-    columns = list(rows[0])
-    table = Table(table_id, [(c, c in numeric) for c in columns])
-    for row in rows:
-        table.rows.append([Cell(row[c], cls=(classes or {}).get(c, {}).get(row[c], ""))
-                           for c in columns])
     return table
