@@ -540,3 +540,10 @@ def test_dry_run_forecasts_rounds_and_intervals_from_history(workdir, cache_args
     assert f"in run {run_id}" in line and "round(s)" in line and "expect ±" in line
     assert "mobilenet_v2 on local/t1: no history" in plan.stdout
     assert len(db(workdir).execute("SELECT id FROM runs").fetchall()) == 1  # nothing stored
+
+
+def test_models_build_takes_several_names(workdir, cache_args):
+    done = run_bench(["models", "build", "tiny_cnn", "tiny_cnn,seed=1", "--recipes", "fp32",
+                      "--cache", cache_args[1]], workdir)
+    assert done.returncode == 0, done.stderr
+    assert "tiny_cnn " in done.stdout and "tiny_cnn,seed=1 " in done.stdout

@@ -9,7 +9,7 @@ from bench.errors import EXIT_OK, ModelError
 from bench.zoo.architectures import ARCHITECTURES
 from bench.zoo.build import BuildOptions, VariantBuilder
 from bench.zoo.cache import VariantCache
-from bench.zoo.names import UserModel, parse_model
+from bench.zoo.names import UserModel, parse_model, parse_models
 from bench.zoo.recipes import RECIPES
 
 
@@ -37,7 +37,8 @@ def _builder(args: argparse.Namespace, options: BuildOptions) -> VariantBuilder:
 
 
 def build_models(args: argparse.Namespace) -> int:
-    specs = [parse_model(name) for name in args.models]
+    names = [name for group in args.models for name in group]  # each argument is a list
+    specs = parse_models(names)
     built = _builder(args, BuildOptions(args.calibration_size, args.float_io)).build(
         specs, args.recipes)
     for (model, recipe), variant in built.items():
