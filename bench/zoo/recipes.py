@@ -63,23 +63,41 @@ def parse_recipes(text: str | Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def recipe_key(name: str, calibration_size: int, float_io: bool) -> dict:
+UNIFORM = "uniform[-1,1]"  # random-weight models: their input range, nothing to learn from
+NATURAL = "skimage-natural"  # trained ImageNet models: real photographs (bench.data)
+
+
+def recipe_key(name: str, calibration_size: int, float_io: bool,
+               calibration_data: str = UNIFORM) -> dict:
     """The recipe's part of a variant's cache key: only options that change its bytes."""
     recipe = RECIPES[name]
     key: dict[str, Any] = {"recipe": name, "recipes_version": RECIPES_VERSION}
     if recipe.calibrated:
         key["calibration"] = {"size": calibration_size, "seed": CALIBRATION_SEED,
-                              "data": "uniform[-1,1]"}
+                              "data": calibration_data}
     if recipe.integer_io:
         key["float_io"] = float_io
     return key
 
 
-def calibration_data(input_shape: tuple[int, ...], size: int) -> Callable[[], Iterable]:
-    """A seeded representative dataset (uniform [-1, 1], the zoo models' input range)."""
+def calibration_data(input_shape: tuple[int, ...], size: int,
+                     source: str = UNIFORM) -> Callable[[], Iterable]:
+    """A seeded representative dataset: uniform [-1, 1] (the random-weight models' input
+    range) or, for trained weights, deterministic crops of natural photographs that no
+    evaluation ever uses (`bench.data.datasets`)."""
     import numpy as np
 
     shape = tuple(1 if (d is None or d < 1) else int(d) for d in input_shape)
+    if source == NATURAL:
+        from bench.data.datasets import skimage_natural
+
+        images = skimage_natural(count=size, input_size=shape[1], seed=CALIBRATION_SEED)
+
+        def natural():
+            for inputs, _ in images.batches(1):
+                yield [inputs.astype(np.float32)]
+
+        return natural
 
     def generate():
         rng = np.random.default_rng(CALIBRATION_SEED)
@@ -89,7 +107,8 @@ def calibration_data(input_shape: tuple[int, ...], size: int) -> Callable[[], It
     return generate
 
 
-def configure(converter, name: str, input_shape, calibration_size: int, float_io: bool) -> None:
+def configure(converter, name: str, input_shape, calibration_size: int, float_io: bool,
+              calibration_source: str = UNIFORM) -> None:
     """Apply recipe `name` to a tf.lite.TFLiteConverter."""
     import tensorflow as tf
 
@@ -102,7 +121,8 @@ def configure(converter, name: str, input_shape, calibration_size: int, float_io
         return
     if name == "dynamic":
         return
-    converter.representative_dataset = calibration_data(input_shape, calibration_size)
+    converter.representative_dataset = calibration_data(input_shape, calibration_size,
+                                                        calibration_source)
     if name == "int16x8":
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8

@@ -38,6 +38,9 @@ def load_source(source: dict):
     kind = source["kind"]
     if kind == "zoo":
         arch = ARCHITECTURES[source["arch"]]
+        weights = source.get("weights", "random")
+        if weights != "random":
+            return arch.weights(weights).build_fn(source["size"])
         return arch.build(source["size"], source["alpha"], source["seed"])
     if kind == "keras":
         import keras
@@ -73,7 +76,8 @@ def build_one(request: dict, keras_model, reference: Path | None) -> dict:
     shape = input_shape_of(reference) if reference else None
     if recipe != "fp32" and shape is None:
         raise RuntimeError("the fp32 conversion failed, so there is no input shape to calibrate")
-    configure(converter, recipe, shape, request["calibration_size"], request["float_io"])
+    configure(converter, recipe, shape, request["calibration_size"], request["float_io"],
+              request.get("calibration_source", "uniform[-1,1]"))
     atomic_write(out, converter.convert())
     result = {
         "status": "ok",
@@ -83,7 +87,8 @@ def build_one(request: dict, keras_model, reference: Path | None) -> dict:
     }
     if reference is not None and recipe != "fp32":
         try:
-            result["check"] = compare_outputs(reference, out)
+            photos = request.get("calibration_source") == "skimage-natural"  # trained
+            result["check"] = compare_outputs(reference, out, photos=photos)
         except Exception as exc:  # e.g. a kernel that cannot prepare this variant
             result["check"] = {"error": short_error(exc)}
     return result
