@@ -20,7 +20,7 @@ from bench.devices import BACKENDS
 from bench.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, BenchError
 from bench.zoo.recipes import ALL_RECIPES, DEFAULT_CALIBRATION_SIZE, RECIPES, parse_recipes
 
-DEFAULT_MODELS = ("mobilenet_v2", "mobilenet_v1")
+DEFAULT_MODELS = ("mobilenet_v2:imagenet", "mobilenet_v1")  # trained weights where the zoo has them
 DEFAULT_DEVICES = ("local",)
 FORMATS = ("table", "csv", "json", "md", "html")
 DEFAULT_DASHBOARDS = Path("dashboards")

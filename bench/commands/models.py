@@ -24,6 +24,9 @@ def list_models(args: argparse.Namespace) -> int:
         print(f"  {arch.name:<14} {arch.title:<42} @{arch.default_size:<4} {arch.options_help}")
     print("\nnames: ARCH[:WEIGHTS][@SIZE][,KEY=VALUE]...  e.g. mobilenet_v2@160,alpha=0.5")
     print("weights: random (seeded, the default: same name, same bytes on every machine)")
+    for arch in ARCHITECTURES.values():
+        for name, source in arch.weight_sources().items():
+            print(f"  {arch.name}:{name:<10} {source.description}")
     print("or a path: a .tflite file (measured as is), a .keras/.h5 file or a SavedModel dir\n")
     print("recipes:")
     for recipe in RECIPES.values():
