@@ -204,7 +204,8 @@ def render(analysis: Analysis, width: int = 120) -> str:
     out.append("mem MB: peak memory over the runner's own baseline (python runner: VmHWM in "
                "each round; benchmark_model: a separate untimed run). delegated: the backend's "
                "delegate took (part of) the graph (yes/no/unknown; cpu runs none). compr.: "
-               "fp32 size / this size. top-1 / SNR: outputs vs fp32 on 8 fixed inputs.")
+               "fp32 size / this size. top-1 / SNR: outputs vs fp32 on 8 fixed inputs "
+               "(seeded noise; held-out photographs for trained weights).")
     return "\n".join(out)
 
 
