@@ -12,7 +12,7 @@ OLD_PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.8*/bin/python3.8 python3
 	"$$p" -c 'import venv' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 OLD_VENV ?= .venv-tflite-runtime
 
-.PHONY: run test lint venv old-venv system-deps assets clean bench-overhead bench-default bench-protocol bench-ssh bench-coverage bench-dashboard bench-port
+.PHONY: run test lint venv old-venv system-deps assets clean bench-overhead bench-default bench-protocol bench-ssh bench-coverage bench-dashboard bench-port bench-fashion-mnist
 
 venv: $(VENV)/.installed
 
@@ -79,6 +79,9 @@ bench-dashboard: venv
 
 bench-port: venv assets
 	$(PY) benchmarks/port_check.py $(ARGS)
+
+bench-fashion-mnist: venv system-deps
+	$(PY) benchmarks/fashion_mnist_experiment.py $(ARGS)
 
 bench-ssh: venv old-venv system-deps
 	BENCH_OLD_PYTHON=$(CURDIR)/$(OLD_VENV)/bin/python $(PY) benchmarks/ssh_overhead.py

@@ -1,4 +1,4 @@
-"""`bench` command line: run, models, devices, runs, report.
+"""`bench` command line: run, models, devices, runs, report, experiment.
 
 Exit codes: 0 the sweep completed (failed cells are results); 2 usage or
 configuration error; 3 a device could not be used at all, or any failed cell with
@@ -24,6 +24,7 @@ DEFAULT_MODELS = ("mobilenet_v2:imagenet", "mobilenet_v1")  # trained weights wh
 DEFAULT_DEVICES = ("local",)
 FORMATS = ("table", "csv", "json", "md", "html")
 DEFAULT_DASHBOARDS = Path("dashboards")
+EXPERIMENTS = ("fashion-mnist",)
 
 
 def _csv(text: str, what: str = "names") -> list[str]:
@@ -232,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
         "clean", parents=[common], help="remove the staged runner, models and jobs from a device")
     clean.add_argument("name", help="device name (devices/NAME.toml)")
 
+    experiment = commands.add_parser(
+        "experiment", help="accuracy experiments: fashion-mnist (PTQ of a small depthwise "
+        "CNN trained here; `bench experiment fashion-mnist --help`)")
+    experiment.add_argument("name", choices=EXPERIMENTS)
+    experiment.add_argument("options", nargs=argparse.REMAINDER,
+                            help="the experiment's own options")
+
     commands.add_parser("runs", parents=[common], help="runs in the store")
     report = commands.add_parser("report", parents=[common, dashboards],
                                  help="the report of a stored run")
@@ -278,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.commands.devices import devices_command
 
             return devices_command(args)
+        if args.command == "experiment":
+            from bench.experiments import fashion_mnist
+
+            return fashion_mnist.main(args.options)
         if args.command == "runs":
             from bench.commands.runs import list_runs
 
