@@ -36,6 +36,7 @@ def test_key_changes_with_every_option():
     ("mobilenet_v2:imagenet,seed=3", "seed= draws random weights"),
     ("mobilenet_v2:coco", "no 'coco' weights; its weight sources: random, imagenet"),
     ("resnet50:imagenet", "no 'imagenet' weights; its weight sources: random"),
+    ("efficientnet_lite0:imagenet@260", "trained at 224 pixels; drop @260"),
     ("Mobile Net", "cannot read model name"),
     ("missing/model.tflite", "model file not found"),
 ])

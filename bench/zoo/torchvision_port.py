@@ -24,19 +24,19 @@ from typing import Any
 
 import numpy as np
 
+from bench.zoo.torch_layout import (
+    StateDict,
+    batch_norm,
+    conv_kernel,
+    dense_kernel,
+    depthwise_kernel,
+)
+
 # (expansion t, output channels c, repeats n, first stride s): torchvision's table.
 SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
             (6, 160, 3, 2), (6, 320, 1, 1))
 STEM, HEAD, CLASSES = 32, 1280, 1000
 BN_EPSILON = 1e-5
-
-
-def _conv_kernel(weight: np.ndarray) -> np.ndarray:
-    return np.transpose(weight, (2, 3, 1, 0))  # OIHW -> HWIO
-
-
-def _depthwise_kernel(weight: np.ndarray) -> np.ndarray:
-    return np.transpose(weight, (2, 3, 0, 1))  # (C, 1, H, W) -> (H, W, C, 1)
 
 
 class _Builder:
@@ -46,50 +46,37 @@ class _Builder:
         from keras import layers
 
         self.layers = layers
-        self.state = state
-        self.used: set[str] = set()
-
-    def take(self, key: str) -> np.ndarray:
-        if key not in self.state:
-            raise ValueError(f"the weights have no {key!r}: not torchvision's MobileNetV2")
-        self.used.add(key)
-        return np.asarray(self.state[key], dtype=np.float32)
+        self.weights = StateDict(state, "torchvision's MobileNetV2")
 
     def conv_bn(self, x, prefix: str, stride: int = 1, depthwise: bool = False,
                 relu: bool = True):
         """torchvision's Conv2dNormActivation: conv (no bias), BatchNorm, ReLU6."""
         layers = self.layers
-        weight = self.take(f"{prefix}.0.weight")
+        weight = self.weights.take(f"{prefix}.0.weight")
         size = weight.shape[-1]
         if size > 1:
             x = layers.ZeroPadding2D(size // 2)(x)
         if depthwise:
             conv = layers.DepthwiseConv2D(size, strides=stride, padding="valid", use_bias=False)
             x = conv(x)
-            conv.set_weights([_depthwise_kernel(weight)])
+            conv.set_weights([depthwise_kernel(weight)])
         else:
             conv = layers.Conv2D(weight.shape[0], size, strides=stride, padding="valid",
                                  use_bias=False)
             x = conv(x)
-            conv.set_weights([_conv_kernel(weight)])
+            conv.set_weights([conv_kernel(weight)])
         x = self.batch_norm(x, f"{prefix}.1")
         return layers.ReLU(6.0)(x) if relu else x
 
     def batch_norm(self, x, prefix: str):
-        norm = self.layers.BatchNormalization(epsilon=BN_EPSILON)
-        x = norm(x)
-        norm.set_weights([self.take(f"{prefix}.{name}")
-                          for name in ("weight", "bias", "running_mean", "running_var")])
-        self.used.add(f"{prefix}.num_batches_tracked")
-        return x
+        return batch_norm(self.layers, self.weights, x, prefix, BN_EPSILON)
 
     def projection(self, x, prefix: str):
         """The block's last 1x1 convolution: a bare conv and BatchNorm, no activation."""
-        layers = self.layers
-        weight = self.take(f"{prefix}.weight")
-        conv = layers.Conv2D(weight.shape[0], 1, padding="valid", use_bias=False)
+        weight = self.weights.take(f"{prefix}.weight")
+        conv = self.layers.Conv2D(weight.shape[0], 1, padding="valid", use_bias=False)
         x = conv(x)
-        conv.set_weights([_conv_kernel(weight)])
+        conv.set_weights([conv_kernel(weight)])
         return x
 
 
@@ -119,8 +106,7 @@ def build(state: dict[str, np.ndarray], size: int = 224) -> Any:
     x = layers.GlobalAveragePooling2D()(x)
     dense = layers.Dense(CLASSES)
     outputs = dense(x)
-    dense.set_weights([builder.take("classifier.1.weight").T, builder.take("classifier.1.bias")])
-    unused = sorted(set(state) - builder.used)
-    if unused:
-        raise ValueError(f"weights not used by the port: {', '.join(unused[:5])}")
+    dense.set_weights([dense_kernel(builder.weights.take("classifier.1.weight")),
+                       builder.weights.take("classifier.1.bias")])
+    builder.weights.check_all_used()
     return keras.Model(inputs, outputs, name="mobilenet_v2_torchvision")
