@@ -556,13 +556,20 @@ class _Round:
         return (self.init_us + self.first_us + self.warmup.sum() + self.timed.sum()) / 1e6
 
 
+def _built_size(cell: Cell) -> int:
+    """The measured cell's file size: only built variants are measured, so it is known."""
+    if cell.variant.size_bytes is None:
+        raise ValueError(f"{cell.label}: measured without a built file")
+    return cell.variant.size_bytes
+
+
 def _draw_round(rng: np.random.Generator, cell: Cell, kind: DeviceProfile, model: ModelProfile,
                 median_us: float, state: _DeviceState, loop: dict, builtin: bool) -> _Round:
     spread = kind.iteration_noise * (1.0 + 0.1 * (min(cell.threads, kind.cores) - 1))
     timed = _iterations(rng, median_us, spread, _timed_count(median_us, loop))
     warm_count = max(loop["warmup_runs"], math.ceil(loop["warmup_min_s"] * 1e6 / median_us))
     warmup = _iterations(rng, median_us * 1.05, spread, warm_count)
-    size_mb = (cell.variant.size_bytes or 0) / 1e6
+    size_mb = _built_size(cell) / 1e6
     packing = 0.8 if builtin else (6.0 if cell.recipe == "fp16" else 4.0)  # ms per MB
     init_us = (1500.0 + size_mb * packing * 1000.0 * kind.speed ** 0.7) * \
         math.exp(rng.normal(0, 0.1))
@@ -694,7 +701,7 @@ def _bm_outcome(cell: Cell, device: Device, kind: DeviceProfile, drawn: _Round |
         out += ["XNNPACK delegate created.", "Though XNNPACK delegate is explicitly applied, "
                 "the model graph will not be executed by the delegate."]
     timed_avg = float(drawn.timed.astype(np.int64).mean())
-    out += [f"The input model file size (MB): {(cell.variant.size_bytes or 0) / 1e6:g}",
+    out += [f"The input model file size (MB): {_built_size(cell) / 1e6:g}",
             f"Initialized session in {drawn.init_us / 1000:g}ms.",
             f"Running benchmark for at least {loop['warmup_runs']} iterations and at least "
             f"{loop['warmup_min_s']:g} seconds but terminate if exceeding {loop['max_s']:g} "
@@ -942,7 +949,7 @@ def _memory(store: SQLiteStore, rng: np.random.Generator, world: _World, run_id:
             cell: Cell, kind: DeviceProfile, clock: _Clock) -> None:
     """benchmark_model's separate, untimed memory run, as the sweep stores it."""
     model = world.models[cell.model]
-    size_mb = (cell.variant.size_bytes or 0) / 2**20
+    size_mb = _built_size(cell) / 2**20
     peak = round((model.activations_mb + 2.0 * size_mb) * float(rng.uniform(0.95, 1.05)), 4)
     store.save_memory(run_id, cell.key, int(peak * 1024 * 1024),
                       f"overall peak memory footprint {peak:g} MB")

@@ -28,7 +28,7 @@ def list_runs(args: argparse.Namespace) -> int:
     for run in runs:
         failed = f", {run['failed']} failed" if run["failed"] else ""
         print(f"{run['id']}  {run['started_at'][:19].replace('T', ' ')} UTC  "
-              f"{shown_status(run):<11} {run['ok'] or 0}/{run['cells']} ok{failed}  "
+              f"{shown_status(run):<11} {run['ok']}/{run['cells']} ok{failed}  "
               f"{run['label'] or ''}".rstrip())
     return EXIT_OK
 

@@ -247,11 +247,12 @@ class SQLiteStore(Store):
         return run
 
     def runs(self) -> list[dict]:
+        # Counts of cells: a run without cells has none of each (0 is counted, not assumed).
         return self._rows(
             "SELECT r.id, r.started_at, r.finished_at, r.status, r.label, "
             "COUNT(c.cell_id) AS cells, "
-            "SUM(CASE WHEN c.status = 'ok' THEN 1 ELSE 0 END) AS ok, "
-            "SUM(CASE WHEN c.status = 'failed' THEN 1 ELSE 0 END) AS failed, "
+            "COALESCE(SUM(CASE WHEN c.status = 'ok' THEN 1 ELSE 0 END), 0) AS ok, "
+            "COALESCE(SUM(CASE WHEN c.status = 'failed' THEN 1 ELSE 0 END), 0) AS failed, "
             "(SELECT s.host FROM sessions s WHERE s.run_id = r.id ORDER BY s.session DESC "
             "LIMIT 1) AS session_host, "
             "(SELECT s.pid FROM sessions s WHERE s.run_id = r.id ORDER BY s.session DESC "

@@ -90,8 +90,8 @@ def write_index(root: Path, runs: list[dict], env: Environment | None = None) ->
             Cell(run["id"], href=href, cls="mono"),
             Cell(str(run["started_at"])[:19].replace("T", " ")),
             Cell(shown_status(run)),
-            Cell(f"{run.get('ok') or 0}/{run.get('cells') or 0}", run.get("ok") or 0),
-            Cell(str(run.get("failed") or 0), run.get("failed") or 0),
+            Cell(f"{run['ok']}/{run['cells']}", run["ok"]),
+            Cell(str(run["failed"]), run["failed"]),
             Cell(run.get("label") or ""),
         ])
     page = Page("index.html", INDEX, "bench runs", tables={"runs": table})
