@@ -119,3 +119,23 @@ def test_same_name_gives_byte_identical_files(tmp_path, model):
         outputs.append(done.stdout)
     assert outputs[0] == outputs[1]
     assert outputs[0].count(" ok ") == 4
+
+
+def test_each_variant_is_inspected_once_and_cached(tiny_variants, model_cache, monkeypatch):
+    """The built file's ops, MACs and weight storage travel with the variant and its cache
+    entry, so later runs (and reports) never read the file again."""
+    import bench.zoo.inspect
+    from bench.zoo.build import BuildOptions, VariantBuilder
+    from bench.zoo.cache import VariantCache
+    from bench.zoo.names import parse_model
+
+    int8 = tiny_variants["int8"]
+    assert int8.ops and int8.macs and int8.weight_scheme == "int8 per-channel"
+
+    def refuse(path):
+        raise AssertionError(f"{path} inspected again")
+
+    monkeypatch.setattr(bench.zoo.inspect, "inspect_tflite", refuse)
+    again = VariantBuilder(VariantCache(model_cache), BuildOptions(calibration_size=8)).build(
+        [parse_model("tiny_cnn")], ["int8"])[("tiny_cnn", "int8")]
+    assert again.cached and (again.ops, again.macs) == (int8.ops, int8.macs)

@@ -94,19 +94,21 @@ def user_tflite_variant(spec: UserModel) -> Variant:
                    ops=dict(info.ops), macs=info.macs, weight_scheme=info.weight_scheme)
 
 
-def add_inspection(variant: Variant) -> None:
+def add_inspection(variant: Variant) -> bool:
     """Record what the built file holds (ops, MACs, weight storage) with the variant, so
-    reports need not find the file again. A file the inspector cannot read keeps None."""
+    reports need not find the file again; True when it was read now. A file the inspector
+    cannot read keeps None."""
     from bench.zoo.inspect import inspect_tflite
 
     if variant.status != "ok" or variant.path is None or variant.ops is not None:
-        return
+        return False
     try:
         info = inspect_tflite(variant.path)
     except ModelError:
-        return
+        return False
     variant.ops, variant.macs, variant.weight_scheme = dict(info.ops), info.macs, \
         info.weight_scheme
+    return True
 
 
 class VariantBuilder:
@@ -159,7 +161,8 @@ class VariantBuilder:
                 if model == spec.name:
                     variant.source = source
         for variant in variants.values():
-            add_inspection(variant)
+            if add_inspection(variant) and variant.recipe != AS_IS:
+                self.cache.save(variant)  # read once: the next run finds it in meta.json
         return variants
 
     def _run_worker(self, requests: list[dict], variants: dict) -> None:

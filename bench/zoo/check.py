@@ -11,6 +11,7 @@ signal-to-noise ratio of the outputs in dB, 10*log10(sum(ref^2) / sum((ref-out)^
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -77,11 +78,19 @@ def snr_db(reference: np.ndarray, output: np.ndarray) -> float | None:
 def photo_inputs(path: Path, count: int = CHECK_INPUTS) -> list[np.ndarray]:
     """Held-out photographs (never used for calibration), for trained ImageNet models:
     noise says little about how a trained network's decisions survive quantization."""
+    detail = _interpreter(path).get_input_details()[0]
+    inputs = _photos(int(detail["shape"][1]), count)
+    return [inputs[i:i + 1].astype(np.float32) for i in range(len(inputs))]
+
+
+@functools.cache
+def _photos(size: int, count: int) -> np.ndarray:
+    """Decoded once per worker: every recipe of a model is checked on the same photos."""
     from bench.data.datasets import heldout
 
-    detail = _interpreter(path).get_input_details()[0]
-    inputs, _ = heldout(count=count, input_size=int(detail["shape"][1]), seed=CHECK_SEED).take()
-    return [inputs[i:i + 1].astype(np.float32) for i in range(len(inputs))]
+    inputs, _ = heldout(count=count, input_size=size, seed=CHECK_SEED).take()
+    inputs.setflags(write=False)
+    return inputs
 
 
 def compare_outputs(reference: Path, candidate: Path, count: int = CHECK_INPUTS,
