@@ -1,8 +1,9 @@
-"""Target: the Keras port of torchvision's MobileNetV2 is proven, not assumed.
+"""Target: the Keras ports (torchvision's MobileNetV2, EfficientNet-Lite0) are proven.
 
 1. On foolbox's 20 labelled ImageNet images, the Keras port's logits against an
    independent numpy forward pass written from PyTorch's semantics (tests/torch_reference.py)
-   for the same weights: max abs difference, target <= 1e-4.
+   for the same weights: max abs difference, target <= 1e-4; the same for EfficientNet-Lite0
+   against tests/efficientnet_reference.py.
 2. The converted variants (bench's own conversions, cached): the fp32 .tflite's top-1 and
    top-5 on those 20 images (a smoke test: one image is 5 points), and each quantized
    variant's agreement with fp32's top-1 on the 20 images and on 1,000 held-out crops and
@@ -64,6 +65,24 @@ def main() -> int:
     print(f"  top-1 of the reference {np.mean(reference.argmax(1) == labels) * 100:.0f}%, "
           f"of the port {np.mean(port.argmax(1) == labels) * 100:.0f}% "
           f"(foolbox's 20 images: a smoke test, one image = 5 points)")
+
+    from bench.zoo import efficientnet_lite_port
+    from bench.zoo.assets import load_efficientnet_lite0_state_dict
+    from tests.efficientnet_reference import efficientnet_lite0_logits
+
+    lite = load_efficientnet_lite0_state_dict()
+    lite_reference = efficientnet_lite0_logits(lite,
+                                               images.transpose(0, 3, 1, 2).astype(np.float64))
+    lite_port = efficientnet_lite_port.build(lite, 224).predict(images, verbose=0)
+    lite_difference = float(np.abs(lite_port - lite_reference).max())
+    ok = ok and lite_difference <= TOLERANCE
+    lite_top5 = np.argsort(-lite_port, axis=1)[:, :5]
+    print(f"EfficientNet-Lite0 port vs numpy reference (efficientnet-lite-pytorch semantics): "
+          f"max abs logit difference {lite_difference:.2e} (target <= {TOLERANCE:g}) "
+          f"{'MET' if lite_difference <= TOLERANCE else 'MISSED'}; top-1 "
+          f"{np.mean(lite_port.argmax(1) == labels) * 100:.0f}%, top-5 "
+          f"{np.mean([lb in row for lb, row in zip(labels, lite_top5, strict=True)]) * 100:.0f}%"
+          " (ImageNet mean/std inputs)")
 
     spec = parse_model("mobilenet_v2:imagenet")
     built = VariantBuilder(VariantCache(args.cache), BuildOptions(),
