@@ -218,3 +218,24 @@ def test_store_sql_is_portable():
                     r"IFNULL\(", r"GROUP_CONCAT"):
         assert not re.search(pattern, source, re.IGNORECASE), pattern
     assert "ON CONFLICT" in source  # the standard upsert
+
+
+def test_a_new_store_is_created_in_one_transaction(tmp_path, monkeypatch):
+    """A reader never meets a half-made schema: a failing last step leaves nothing."""
+    import bench.store.sqlite as sqlite_store
+
+    def broken(db):
+        raise RuntimeError("step failed")
+
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", [*sqlite_store.MIGRATIONS[:-1], broken])
+    path = tmp_path / "s.sqlite"
+    with pytest.raises(RuntimeError, match="step failed"):
+        SQLiteStore(path)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+    db.close()
+    monkeypatch.undo()
+    store = SQLiteStore(path)  # and the next try makes it whole
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    store.close()

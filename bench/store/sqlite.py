@@ -100,20 +100,24 @@ class SQLiteStore(Store):
         return db
 
     def _migrate(self, version: int) -> None:
-        for target in range(version, SCHEMA_VERSION):
-            step = MIGRATIONS[target]
-            self.db.execute("BEGIN")
-            try:
+        """Every step in one transaction: another process reading the store (`bench runs`,
+        a second harness) sees the old schema or the newest, never one half-way."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            # Another harness may have migrated while this one waited for the write lock.
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version, SCHEMA_VERSION):
+                step = MIGRATIONS[target]
                 if isinstance(step, str):
                     for statement in statements(step):
                         self.db.execute(statement)
                 else:
                     step(self.db)
                 self.db.execute(f"PRAGMA user_version = {target + 1}")
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.db.close()
