@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from bench.accuracy.figures import ACCURACY_COLUMNS, accuracy_rows, headline_accuracy
 from bench.keys import KEY_COLUMNS, REFERENCE_RECIPE, CellKey, ReferenceKey
 from bench.measure.noise import cell_warnings
 from bench.measure.stats import Estimate, cv, estimate, paired_ratios
@@ -55,6 +56,9 @@ class Analysis:
     warnings: pd.DataFrame
     variants: pd.DataFrame
     devices: pd.DataFrame
+    # Accuracy per variant, device, backend and dataset (`bench.accuracy.figures`).
+    accuracy: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=ACCURACY_COLUMNS))
     _speedup_index: dict | None = field(default=None, repr=False, compare=False)
 
     def speedup(self, key: Sequence, reference: str) -> dict | None:
@@ -132,6 +136,7 @@ def analyse(facts: RunFacts) -> Analysis:
             medians[key.as_reference] = {r["round"]: r["summary_us"] for r in usable}
     speedups = _speedups(facts.cells, cells, medians, reference_backend)
     _judge_targets(cells, speedups, warnings)
+    accuracy = accuracy_rows(facts.evaluations)
     return Analysis(
         run=facts.run,
         rounds=_frame(rounds, list(rounds[0]) if rounds else
@@ -139,8 +144,9 @@ def analyse(facts: RunFacts) -> Analysis:
         cells=_frame(cells, CELL_COLUMNS),
         speedups=_frame(speedups, SPEEDUP_COLUMNS),
         warnings=_frame(warnings, [*KEY_COLUMNS, "warning"]),
-        variants=_frame(_variants(facts), VARIANT_COLUMNS),
+        variants=_frame(_variants(facts, headline_accuracy(accuracy)), VARIANT_COLUMNS),
         devices=_frame(devices, DEVICE_COLUMNS),
+        accuracy=_frame(accuracy, ACCURACY_COLUMNS),
     )
 
 
@@ -311,10 +317,14 @@ def _judge_targets(cells: list[dict], speedups: list[dict], warnings: list[dict]
 VARIANT_COLUMNS = ["model", "recipe", "sha256", "source", "status", "error", "size_bytes",
                    "compression", "random_weights", "measured", "check_inputs",
                    "check_top1_agreement", "check_snr_db", "check_identical", "check_error",
-                   "position", "cached", "build_seconds", "ops", "macs", "weight_scheme"]
+                   "position", "cached", "build_seconds", "ops", "macs", "weight_scheme",
+                   "accuracy_top1", "accuracy_dataset"]
 
 
-def _variants(facts: RunFacts) -> list[dict]:
+def _variants(facts: RunFacts, accuracy: dict | None = None) -> list[dict]:
+    """Each variant; `accuracy_top1` is its top-1 on the run's first labelled dataset
+    (measured on a device where it was), for size/accuracy summaries and plots."""
+    accuracy = accuracy or {}
     measured = {(c["model"], c["recipe"]) for c in facts.cells}
     fp32 = {v["model"]: v["size_bytes"] for v in facts.variants
             if v["recipe"] == REFERENCE_RECIPE and v["size_bytes"]}
@@ -323,7 +333,10 @@ def _variants(facts: RunFacts) -> list[dict]:
         size, reference = variant["size_bytes"], fp32.get(variant["model"])
         out.append({
             **{name: variant.get(name) for name in VARIANT_COLUMNS
-               if name not in ("compression", "measured")},
+               if name not in ("compression", "measured", "accuracy_top1", "accuracy_dataset")},
+            "accuracy_top1": accuracy.get((variant["model"], variant["recipe"]), (None,))[0],
+            "accuracy_dataset": accuracy.get((variant["model"], variant["recipe"]),
+                                             (None, None))[1],
             "random_weights": bool(variant["random_weights"]),
             "compression": reference / size if size and reference else None,
             "measured": (variant["model"], variant["recipe"]) in measured,

@@ -59,6 +59,13 @@ def _positive_int(text: str) -> int:
     return value[0]
 
 
+def _count(text: str) -> int:
+    value = _int_list(text, 0, "a whole number >= 0")
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError("expected one whole number >= 0")
+    return value[0]
+
+
 def _seconds(minimum: float, inclusive: bool):
     """A finite number of seconds (no nan, no inf) above `minimum`."""
 
@@ -195,6 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
                      f"(default {DEFAULT_CALIBRATION_SIZE})")
     run.add_argument("--float-io", action="store_true", default=None,
                      help="integer recipes keep float32 inputs and outputs")
+    run.add_argument("--calibration", metavar="DATA", default=None,
+                     help="calibration images for trained models: skimage-natural (default) or "
+                     "a folder of images (FOLDER/CLASS/IMAGE); never an evaluation set")
+    run.add_argument("--accuracy", metavar="DATASETS", type=lambda t: _csv(t, "datasets"),
+                     default=None,
+                     help="measure accuracy of trained variants on each device after the "
+                     "timed rounds: foolbox-imagenet (20 labelled images, a smoke test), "
+                     "heldout, fashion-mnist, or a labelled folder FOLDER/CLASS/IMAGE; "
+                     "comma-separated")
+    run.add_argument("--agreement-inputs", metavar="N", type=_count, default=None,
+                     help="with --accuracy: held-out crops (never calibration images) on which "
+                     "every variant's predictions are paired with fp32's (default 1000; 0: "
+                     "none)")
     run.add_argument("--label", default=None, help="free text stored with the run (e.g. a commit)")
     run.add_argument("--strict", action="store_true", help="exit 3 when any cell failed")
     run.add_argument("--resume", metavar="RUN_ID", type=_run_id,

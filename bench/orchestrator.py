@@ -67,6 +67,7 @@ class ResumeState:
     medians: dict[CellKey, dict[int, float]] = field(default_factory=dict)
     next_round: dict[str, int] = field(default_factory=dict)  # device -> index
     plans: dict[FamilyKey, RoundsPlan] = field(default_factory=dict)
+    evaluated: set = field(default_factory=set)  # (model, recipe, device, backend, dataset)
 
 
 @dataclass
@@ -120,7 +121,8 @@ class Sweep:
                  on_round: Callable[[Cell, RoundResult], None] = lambda cell, result: None,
                  on_finish: Callable[[Cell, str, str | None, int], None] =
                  lambda cell, status, text, rounds: None,
-                 on_wait: Callable[[str, LockHolder | None], None] = lambda names, who: None):
+                 on_wait: Callable[[str, LockHolder | None], None] = lambda names, who: None,
+                 evaluator=None):
         self.store = store
         self.run_id = run_id
         self.session = session
@@ -133,6 +135,7 @@ class Sweep:
         self.on_round = on_round
         self.on_finish = on_finish
         self.on_wait = on_wait
+        self.evaluator = evaluator  # bench.accuracy.evaluator.Evaluator, or None
         self._lock = threading.RLock()  # the store and the callbacks, across device threads
         self._stop = threading.Event()
         self._open: list[Transport] = []
@@ -273,6 +276,19 @@ class Sweep:
                                  None, outcome, 0)
             if runnable:
                 self._rounds(ready, runnable, outcome, previous)
+                if self.evaluator is not None and ready.device.name not in outcome.lost:
+                    self._evaluate(ready, runnable, previous)
+
+    def _evaluate(self, ready: _Ready, cells: list[Cell], previous: ResumeState) -> None:
+        """Accuracy after the device's timed rounds (never inside them)."""
+        def save(row: dict) -> None:
+            with self._lock:
+                self.store.save_evaluation(self.run_id, row)
+
+        self.evaluator.evaluate(ready.session, cells, save, self._stop.is_set,
+                                previous.evaluated)
+        if self._stop.is_set():
+            raise Interrupted()
 
     def _probe(self, reached: _Reached, identity: str, plan: Plan) -> _Ready | tuple:
         device = reached.device

@@ -31,8 +31,11 @@ def own_machine_state(tmp_path_factory):
     """The suite's own machine lock directory and temporary directory (inherited by every
     bench it starts), so it never meets a user's lock or device work directories."""
     root = tmp_path_factory.mktemp("machine")
-    saved = {name: os.environ.get(name) for name in ("BENCH_LOCK_DIR", "TMPDIR")}
+    saved = {name: os.environ.get(name) for name in ("BENCH_LOCK_DIR", "TMPDIR",
+                                                      "BENCH_ASSETS_DIR")}
     os.environ["BENCH_LOCK_DIR"] = str(root / "locks")
+    # Benches started in a project-like directory read the repository's wheels (read only).
+    os.environ.setdefault("BENCH_ASSETS_DIR", str(REPO / "models" / "assets"))
     os.environ["TMPDIR"] = str(root / "tmp")
     (root / "tmp").mkdir()
     tempfile.tempdir = None  # recomputed from TMPDIR

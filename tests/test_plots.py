@@ -106,7 +106,7 @@ def synthetic_analysis(models=("mobilenet_v2", "resnet50"), recipes=tuple(RECIPE
                                         "speedup_low": ratio * 0.97,
                                         "speedup_high": ratio * 1.03, "n": rounds})
                             speedups.append(row)
-    variant_columns = VARIANT_COLUMNS + (["accuracy_top1"] if accuracy else [])
+    variant_columns = VARIANT_COLUMNS
     return Analysis(
         run={"id": "run-1"},
         rounds=pd.DataFrame(round_rows, columns=ROUND_COLUMNS),

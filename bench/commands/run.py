@@ -13,10 +13,12 @@ import os
 import platform
 import secrets
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from bench import __version__
+from bench.accuracy.evaluator import DEFAULT_AGREEMENT_INPUTS, Evaluator, parse_accuracy
 from bench.analysis import analyse
 from bench.cli import DEFAULT_DEVICES, DEFAULT_MODELS
 from bench.devices import Device, load_devices
@@ -36,7 +38,13 @@ from bench.results import RoundResult
 from bench.runners import make_runner
 from bench.store import OK, PENDING, SKIPPED, Store, new_run_id, open_store
 from bench.transports import open_transport
-from bench.zoo.build import BuildOptions, VariantBuilder, recipes_for
+from bench.zoo.build import (
+    BuildOptions,
+    VariantBuilder,
+    calibration_choice,
+    calibration_dataset,
+    recipes_for,
+)
 from bench.zoo.cache import Variant, VariantCache
 from bench.zoo.names import parse_models
 from bench.zoo.recipes import ALL_RECIPES, DEFAULT_CALIBRATION_SIZE
@@ -48,6 +56,7 @@ SETTINGS_DEFAULTS: dict = {
     "quick": False, "calibration_size": DEFAULT_CALIBRATION_SIZE, "float_io": False,
     "min_rounds": None, "max_rounds": None, "target": None, "budget": None, "cooldown": None,
     "seed": None, "cpus": None, "runs": None, "min_seconds": None,
+    "accuracy": None, "agreement_inputs": None, "calibration": None,
 }
 RESUME_REFUSES = (*SETTINGS_DEFAULTS, "label")
 
@@ -128,8 +137,27 @@ def run_command(args: argparse.Namespace) -> int:
 
 def checked(settings: dict, args: argparse.Namespace) -> tuple:
     """Devices, protocol and models of a run, or the first usage error among them."""
-    return (devices_from(settings, args.devices_dir), protocol_from(settings),
-            parse_models(settings["models"]))
+    found = (devices_from(settings, args.devices_dir), protocol_from(settings),
+             parse_models(settings["models"]))
+    parse_accuracy(settings.get("accuracy"))
+    build_options(settings)
+    if settings.get("agreement_inputs") is not None and not settings.get("accuracy"):
+        raise UsageError("--agreement-inputs goes with --accuracy DATASETS")
+    return found
+
+
+def make_evaluator(settings: dict, directory: Path,
+                   variants: list[Variant]) -> Evaluator | None:
+    """The run's accuracy evaluations, planned and staged (None: none asked for)."""
+    datasets = parse_accuracy(settings.get("accuracy"))
+    if not datasets:
+        return None
+    agreement = settings.get("agreement_inputs")
+    evaluator = Evaluator(datasets, DEFAULT_AGREEMENT_INPUTS if agreement is None else agreement,
+                          directory, calibration=calibration_dataset, on_event=say)
+    for note in evaluator.prepare(variants):
+        say(note)
+    return evaluator
 
 
 def resume_settings(args: argparse.Namespace, store: Store) -> dict:
@@ -147,11 +175,14 @@ def resume_settings(args: argparse.Namespace, store: Store) -> dict:
     return run["settings"]
 
 
+def build_options(settings: dict) -> BuildOptions:
+    return BuildOptions(settings["calibration_size"], settings["float_io"],
+                        calibration_choice(settings.get("calibration")))
+
+
 def _build(args: argparse.Namespace, settings: dict, specs: list) -> tuple:
     started = time.perf_counter()
-    builder = VariantBuilder(VariantCache(args.cache),
-                             BuildOptions(settings["calibration_size"], settings["float_io"]),
-                             on_event=say)
+    builder = VariantBuilder(VariantCache(args.cache), build_options(settings), on_event=say)
     built = builder.build(specs, settings["recipes"])
     variants = [built[(spec.name, recipe)] for spec in specs
                 for recipe in recipes_for(spec, settings["recipes"])]
@@ -160,9 +191,21 @@ def _build(args: argparse.Namespace, settings: dict, specs: list) -> tuple:
 
 
 def _run(args: argparse.Namespace, store: Store, settings: dict) -> int:
-    resuming = args.resume is not None
     devices, protocol, specs = checked(settings, args)
     variants, references, conversion_s, converted = _build(args, settings, specs)
+    scratch = tempfile.TemporaryDirectory(prefix="bench-accuracy-")
+    try:  # datasets staged (or refused) before the run is stored
+        evaluator = make_evaluator(settings, Path(scratch.name), variants + references)
+        return _start(args, store, settings, devices, protocol, variants, references,
+                      conversion_s, converted, evaluator)
+    finally:
+        scratch.cleanup()
+
+
+def _start(args: argparse.Namespace, store: Store, settings: dict, devices: list[Device],
+           protocol: Protocol, variants: list[Variant], references: list[Variant],
+           conversion_s: float, converted: int, evaluator: Evaluator | None) -> int:
+    resuming = args.resume is not None
     plan = make_plan(variants, devices, settings["backends"], settings["threads"])
 
     if resuming:
@@ -186,7 +229,19 @@ def _run(args: argparse.Namespace, store: Store, settings: dict) -> int:
         for warning in threads_warnings(device, settings["threads"]):
             say(f"warning: {warning}")
 
+    if resuming and evaluator is not None:
+        previous.evaluated = {(e["model"], e["recipe"], e["device"], e["backend"], e["dataset"])
+                              for e in store.facts(run_id).evaluations if e["status"] == OK}
+    return _sweep(args, store, settings, run_id, session, protocol, plan, devices, previous,
+                  conversion_s, evaluator)
+
+
+def _sweep(args, store: Store, settings: dict, run_id: str, session: int, protocol: Protocol,
+           plan: Plan, devices: list[Device], previous: ResumeState, conversion_s: float,
+           evaluator: Evaluator | None) -> int:
     progress = Progress(len(plan.cells) * protocol.min_rounds, enabled=not args.no_progress)
+    if evaluator is not None:
+        evaluator.on_event = progress.note
     sweep = Sweep(store, run_id, session, protocol, settings["seed"],
                   transport_factory=open_transport, runner_factory=make_runner,
                   wait_s=wait_seconds(args.wait),
@@ -195,7 +250,8 @@ def _run(args: argparse.Namespace, store: Store, settings: dict) -> int:
                   on_round=lambda cell, result: _report_round(progress, result),
                   on_finish=lambda cell, status, text, rounds: _report_cell(
                       progress, cell, status, text, rounds),
-                  on_wait=lambda names, holder: _report_wait(progress, names, holder))
+                  on_wait=lambda names, holder: _report_wait(progress, names, holder),
+                  evaluator=evaluator if evaluator is not None and evaluator.wanted else None)
     sweep.record_plan(plan)
     started = time.perf_counter()
     try:

@@ -144,6 +144,10 @@ class Dataset(ABC):
     def __iter__(self) -> Iterator[Batch]:
         return self.batches()
 
+    def slice(self, start: int, stop: int) -> Batch:
+        """Samples [start, stop) as one batch (a draw of a few from a large folder)."""
+        return self._slice(max(start, 0), min(stop, len(self)))
+
     def take(self, count: int | None = None) -> Batch:
         """The first `count` samples (all by default) as one batch."""
         stop = len(self) if count is None else min(count, len(self))

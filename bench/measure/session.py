@@ -20,7 +20,7 @@ from bench.devices import Device
 from bench.measure.protocol import Protocol
 from bench.plan import Cell
 from bench.results import RoundResult
-from bench.runners.base import RoundJob, Runner
+from bench.runners.base import EvaluationJob, EvaluationResult, RoundJob, Runner
 from bench.transports import posix
 from bench.transports.base import RemoteError, Transport, TransportError
 
@@ -103,6 +103,62 @@ class DeviceSession:
             return None, f"the memory run timed out after {self.device.timeout_s:g} s"
         return self.runner.parse_memory(outcome)
 
+    @property
+    def evaluates(self) -> bool:
+        """Can this device's runner return outputs per input (accuracy measured here)?"""
+        return hasattr(self.runner, "evaluation_invocation")
+
+    def evaluate_batch(self, cell: Cell, batch: Path, batch_sha256: str,
+                       normalise: dict | None):
+        """One staged batch of inputs through the cell's variant, untimed: the runner's
+        result and the outputs (float32, one row per input), or None with the reason.
+        Raises TransportError when the link is gone (the caller stops evaluating there)."""
+        import numpy as np
+
+        model = self.work.stage(Path(cell.variant.path), f"models/{cell.variant.sha256}.tflite")
+        inputs = self.work.stage(batch, f"data/{batch_sha256}.npy")
+        job = EvaluationJob(model_path=model, backend=cell.backend, threads=cell.threads,
+                            cpus=tuple(self.device.cpus) if self.device.cpus else None,
+                            inputs_path=inputs, normalise=normalise,
+                            timeout_s=self.device.timeout_s)
+        scratch = self.work.path(f"jobs/{uuid.uuid4().hex[:12]}")
+        invocation = self.runner.evaluation_invocation(job, scratch)  # type: ignore[attr-defined]
+        outputs = None
+        with tempfile.TemporaryDirectory(prefix="bench-eval-") as local_dir:
+            self._upload(invocation, Path(local_dir))
+            outcome = self.transport.run(invocation.argv, timeout=job.timeout_s)
+            if outcome.timed_out:
+                result = EvaluationResult(False, f"the evaluation timed out after "
+                                                 f"{job.timeout_s:g} s; raise timeout_s in "
+                                                 f"{self.device.file} if the model is just slow")
+            else:
+                data = None
+                local = Path(local_dir) / "result"
+                try:
+                    self.transport.pull(invocation.result_path, local)
+                    data = local.read_bytes()
+                except RemoteError:
+                    data = None
+                result = self.runner.parse_evaluation(outcome, data)  # type: ignore[attr-defined]
+                if result.ok:
+                    local = Path(local_dir) / "outputs.npy"
+                    try:
+                        self.transport.pull(invocation.outputs_path, local)
+                        outputs = np.load(local, allow_pickle=False)
+                    except (RemoteError, ValueError, OSError) as exc:
+                        result = EvaluationResult(False, f"the evaluation's outputs could not "
+                                                         f"be read back: {exc}")
+        with contextlib.suppress(TransportError):
+            posix.remove_files(self.transport, invocation.cleanup)
+        return result, outputs
+
+    def _upload(self, invocation, local_dir: Path) -> None:
+        """The invocation's job files onto the device (written locally first)."""
+        for index, (remote, content) in enumerate(invocation.uploads.items()):
+            local = local_dir / f"upload-{index}"
+            local.write_bytes(content)
+            self.transport.push(local, remote)
+
     def _run(self, job: RoundJob) -> RoundResult:
         refuse = getattr(self.runner, "refuse", None)
         reason = refuse(job) if refuse else None
@@ -111,10 +167,7 @@ class DeviceSession:
         scratch = self.work.path(f"jobs/{uuid.uuid4().hex[:12]}")
         invocation = self.runner.invocation(job, scratch)
         with tempfile.TemporaryDirectory(prefix="bench-round-") as local_dir:
-            for index, (remote, content) in enumerate(invocation.uploads.items()):
-                local = Path(local_dir) / f"upload-{index}"
-                local.write_bytes(content)
-                self.transport.push(local, remote)
+            self._upload(invocation, Path(local_dir))
             outcome = self.transport.run(invocation.argv, timeout=job.timeout_s)
             if outcome.timed_out:
                 result = RoundResult.failure(

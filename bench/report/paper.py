@@ -35,7 +35,6 @@ INT8 = "int8"
 PER_TENSOR = "int8-per-tensor"
 INT8_RECIPES = (INT8, PER_TENSOR)
 WEIGHT_ONLY = "dynamic"
-ACCURACY_COLUMN = "accuracy_top1"  # a variants column: top-1 on labelled data, 0..1
 
 
 @dataclass(frozen=True)
@@ -242,41 +241,87 @@ def _path_note(analysis: Analysis, device: str) -> str:
         "int8 path: the device did not report its CPU features"
 
 
+def _accuracy_verdict(low: float, high: float) -> str:
+    """'Within 2 points of float', judged on the paired interval of the change."""
+    if low >= -ACCURACY_CLAIM_POINTS / 100:
+        return "consistent"
+    if high < -ACCURACY_CLAIM_POINTS / 100:
+        return "worse than claimed"
+    return "inconclusive"
+
+
+def _where_measured(row: dict) -> str:
+    where = f"{row['device']}/{row['backend']}"
+    return where + " (host)" if row["measured_on"] == "host" else where
+
+
 def _accuracy_checks(analysis: Analysis) -> list[Check]:
-    claims = [("per-channel int8 within 2% of float top-1", "within 2 points", INT8),
-              ("per-tensor int8 worse than per-channel", "worse (much on depthwise nets)",
-               PER_TENSOR)]
-    variants = analysis.variants
-    has_column = ACCURACY_COLUMN in variants.columns
-    checks = []
-    for claim, paper, recipe in claims:
-        rows = []
-        if has_column:
-            measured = variants[variants[ACCURACY_COLUMN].notna()
-                                & ~variants["random_weights"].astype(bool)]
-            accuracy = {(v["model"], v["recipe"]): v[ACCURACY_COLUMN]
-                        for v in measured.to_dict("records")}
-            for (model, name), value in sorted(accuracy.items()):
-                if name != recipe or (model, "fp32") not in accuracy:
-                    continue
-                base = accuracy[(model, "fp32")]
-                drop = (base - value) * 100
-                text = f"{value * 100:.1f}% vs fp32 {base * 100:.1f}% ({-drop:+.1f} points)"
-                if recipe == INT8:
-                    verdict = "consistent" if drop <= ACCURACY_CLAIM_POINTS else \
-                        "worse than claimed"
-                else:
-                    channel = accuracy.get((model, INT8))
-                    if channel is None:
-                        continue
-                    verdict = "consistent" if value < channel else "per-tensor not worse"
-                    text += f"; per-channel {channel * 100:.1f}%"
-                rows.append(Check(claim, paper, model, recipe, "-", text, verdict,
-                                  "top-1 on the run's labelled data", drop))
-        checks += rows or [Check(claim, paper, "-", "-", "-", "no data", "no data",
-                                 "this run measured no accuracy on labelled data with trained "
-                                 "weights (random-weight output agreement is not accuracy)")]
-    return checks
+    """Per-channel within 2 points; per-tensor worse. From labelled data (the paired change
+    in top-1 with its interval) and from held-out agreement with fp32, which bounds the
+    change: a variant agreeing with fp32 on a share a of inputs changes top-1 by at most
+    1 - a there. Only trained weights are evaluated (`bench.accuracy`)."""
+    frame = analysis.accuracy
+    rows = [] if frame is None or frame.empty else \
+        [r for r in frame.to_dict("records") if r["status"] == "ok"]
+    channel_claim = ("per-channel int8 within 2% of float top-1", "within 2 points")
+    tensor_claim = ("per-tensor int8 worse than per-channel", "worse (much on depthwise nets)")
+    channel, tensor = [], []
+    by_place = {(r["model"], r["device"], r["backend"], r["dataset"], r["recipe"]): r
+                for r in rows}
+    for row in rows:
+        if row["recipe"] not in INT8_RECIPES or not known(row["agreement"]):
+            continue
+        where = _where_measured(row)
+        n = int(row["n"])
+        if row["labelled"] and known(row["top1_change"]):
+            change, low, high = row["top1_change"], row["top1_change_low"], \
+                row["top1_change_high"]
+            measured = (f"top-1 {row['top1'] * 100:.1f}% vs fp32 "
+                        f"{(row['top1'] - change) * 100:.1f}%: {change * 100:+.1f} points "
+                        f"[{low * 100:+.1f}, {high * 100:+.1f}] on {n} {row['dataset']} "
+                        "images")
+            note = f"paired 95% interval; McNemar p = {row['mcnemar_p']:.2g}"
+            verdict = _accuracy_verdict(low, high)
+        else:
+            bound = row["max_change"]
+            measured = (f"agrees with fp32 on {row['agreement'] * 100:.1f}% "
+                        f"[{row['agreement_low'] * 100:.1f}, {row['agreement_high'] * 100:.1f}] "
+                        f"of {n} {row['dataset']} inputs: top-1 changes by at most "
+                        f"{bound * 100:.1f} points there")
+            note = "agreement bounds the change; it cannot show a drop (no labels)"
+            verdict = "consistent" if bound <= ACCURACY_CLAIM_POINTS / 100 else "inconclusive"
+            change, low, high = None, None, None
+        if row["recipe"] == INT8:
+            channel.append(Check(*channel_claim, row["model"], INT8, where, measured, verdict,
+                                 note, change, low, high))
+            continue
+        other = by_place.get((row["model"], row["device"], row["backend"], row["dataset"],
+                              INT8))
+        if other is None or not known(other["agreement"]):
+            continue
+        if row["labelled"] and known(row["top1_change"]) and known(other["top1_change"]):
+            mine = (row["top1_change_low"], row["top1_change_high"])
+            theirs = (other["top1_change_low"], other["top1_change_high"])
+            what = (f"{row['top1_change'] * 100:+.1f} points vs per-channel's "
+                    f"{other['top1_change'] * 100:+.1f} on {n} {row['dataset']} images")
+        else:
+            mine = (row["agreement_low"], row["agreement_high"])
+            theirs = (other["agreement_low"], other["agreement_high"])
+            what = (f"agreement with fp32 {row['agreement'] * 100:.1f}% vs per-channel's "
+                    f"{other['agreement'] * 100:.1f}% on {n} {row['dataset']} inputs")
+        if mine[1] < theirs[0]:
+            verdict = "consistent"
+        elif mine[0] > theirs[1]:
+            verdict = "per-tensor not worse"
+        else:
+            verdict = "inconclusive"
+        tensor.append(Check(*tensor_claim, row["model"], PER_TENSOR, where, what, verdict,
+                            "judged on non-overlapping 95% intervals"))
+    empty = ("this run measured no accuracy of trained weights (`bench run --accuracy "
+             "foolbox-imagenet` with :imagenet models, or a labelled folder; random-weight "
+             "output agreement is not accuracy)")
+    return (channel or [Check(*channel_claim, "-", "-", "-", "no data", "no data", empty)]) + \
+        (tensor or [Check(*tensor_claim, "-", "-", "-", "no data", "no data", empty)])
 
 
 def check_rows(analysis: Analysis) -> list[dict[str, str]]:

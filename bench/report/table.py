@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from bench.analysis import SAME_BACKEND, VS_CPU_FP32, Analysis
 from bench.keys import REFERENCE_RECIPE
+from bench.report import accuracy_table
 
 DASH = "-"
 STOP_NAMES = {"target": "target", "max_rounds": "max", "budget": "budget",
@@ -188,6 +189,9 @@ def render(analysis: Analysis, width: int = 120) -> str:
     variants = variant_rows(analysis)
     if variants:
         out += ["", *format_table(variants)]
+    accuracy = accuracy_table.render(analysis)
+    if accuracy:
+        out += ["", *accuracy]
     if any(r["model"].endswith("*") for r in rows):
         out += ["", "* random weights (seeded): latency and size are real; top-1 and SNR only "
                 "say how faithfully the conversion\n  reproduces a random network, whose "

@@ -11,6 +11,10 @@ which one it drives:
 - `invocation(job, scratch)`: the command of one round, the files it needs pushed first,
   the result file to fetch after, and what to remove once the round is read;
 - `parse(outcome, result_bytes, job)`: everything that came back, as a typed `RoundResult`.
+
+Runners that can return a model's outputs per input also offer `evaluation_invocation`
+and `parse_evaluation` (accuracy measured where the model runs, `bench.accuracy`); a
+runner without them (benchmark_model) gets its accuracy measured on the host, and says so.
 """
 
 from __future__ import annotations
@@ -48,11 +52,38 @@ class RoundJob:
 
 
 @dataclass(frozen=True)
+class EvaluationJob:
+    """One staged batch of inputs through one variant, untimed (paths are on the device)."""
+
+    model_path: str
+    backend: str
+    threads: int
+    cpus: tuple[int, ...] | None
+    inputs_path: str
+    normalise: dict | None  # uint8 pixels -> (p / 255 - mean) / std; None: float32 inputs
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What came back from an evaluation batch (the outputs themselves are a file)."""
+
+    ok: bool
+    error: str | None = None
+    runtime_name: str | None = None
+    runtime_version: str | None = None
+    delegated: str | None = None  # yes | no | unknown
+    seconds: float | None = None
+    inputs: int | None = None
+
+
+@dataclass(frozen=True)
 class Invocation:
     argv: list[str]
     uploads: dict[str, bytes] = field(default_factory=dict)  # remote path -> content
     result_path: str | None = None  # a file the round writes, fetched afterwards
     cleanup: list[str] = field(default_factory=list)  # removed once the round is read
+    outputs_path: str | None = None  # an evaluation's outputs (.npy), fetched afterwards
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ TFLite interpreter module the device has. It must keep working on Python 3.8.
 Usage:  python -I pyrunner.py JOB.json RESULT.json
         python -I pyrunner.py --probe          (one line: BENCH-PROBE {json})
 
+A job with `"mode": "evaluate"` is no round: it runs the model once on every input of a
+staged batch (a .npy array) and writes the outputs (another .npy), for accuracy measured
+where the model runs. It is never timed and never runs inside a round.
+
 The job and the result are JSON files, never stdout: native libraries print there.
 The result is written even when the round fails, with the error as text; the exit
 code is 0 when a result was written, whatever its status. A figure the runner cannot
@@ -25,7 +29,7 @@ import traceback
 
 JOB_SCHEMA_VERSION = 1
 RESULT_SCHEMA_VERSION = 2  # 2: init_us, peak_memory_bytes; null for unknown readings
-RUNNER_VERSION = "4"
+RUNNER_VERSION = "5"  # 5: evaluate mode
 PROBE_PREFIX = "BENCH-PROBE "
 
 # Module candidates for `tflite_module = "auto"`, most capable first.
@@ -424,6 +428,81 @@ def measure(job, result):
     result["environment"] = environment_report(environment)
 
 
+def quantize(numpy, value, detail):
+    """A float input as the model takes it: integer inputs with their own scale and zero
+    point, float inputs cast."""
+    dtype = numpy.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return value.astype(dtype)
+    scale, zero_point = detail["quantization"]
+    if not scale:
+        raise RunnerFailure("integer input %r has no quantization scale" % detail.get("name"))
+    info = numpy.iinfo(dtype)
+    return numpy.clip(numpy.round(value / scale + zero_point), info.min,
+                      info.max).astype(dtype)
+
+
+def dequantize(numpy, value, detail):
+    if numpy.dtype(detail["dtype"]).kind == "f":
+        return value.astype(numpy.float32)
+    scale, zero_point = detail["quantization"]
+    if not scale:
+        return value.astype(numpy.float32)
+    return ((value.astype(numpy.float64) - zero_point) * scale).astype(numpy.float32)
+
+
+def decode_inputs(numpy, pixels, normalise):
+    """The staged batch as float32 model inputs. uint8 pixels are normalised exactly as the
+    host's preprocessing does, in float32: (pixels / 255 - mean) / std."""
+    if normalise is None:
+        return pixels.astype(numpy.float32)
+    mean = numpy.asarray(normalise["mean"], dtype=numpy.float32)
+    std = numpy.asarray(normalise["std"], dtype=numpy.float32)
+    values = pixels.astype(numpy.float32) / numpy.float32(255.0)
+    return ((values - mean) / std).astype(numpy.float32)
+
+
+def evaluate(job, result):
+    """Every input of the batch through the model, one invoke each (as deployed); the
+    first output, dequantized, saved as float32 rows."""
+    result["affinity"] = set_affinity(job.get("cpus"))
+    import numpy
+
+    result["numpy_version"] = numpy.__version__
+    module, name, runtime, version = import_interpreter(job.get("tflite_module", "auto"))
+    result["runtime"] = {"name": runtime, "version": version, "module": name}
+    if not os.path.isfile(job["model_path"]):
+        raise RunnerFailure("model file not found on the device: %s" % job["model_path"])
+    if not os.path.isfile(job["inputs_path"]):
+        raise RunnerFailure("input batch not found on the device: %s" % job["inputs_path"])
+    interpreter = make_interpreter(module, job)
+    interpreter.allocate_tensors()
+    result["delegation"] = delegate_evidence(interpreter, job["backend"])
+    inputs = decode_inputs(numpy, numpy.load(job["inputs_path"], allow_pickle=False),
+                           job.get("normalise"))
+    in_detail = interpreter.get_input_details()[0]
+    out_detail = interpreter.get_output_details()[0]
+    expected = [int(x) if int(x) > 0 else 1 for x in in_detail["shape"]][1:]
+    if list(inputs.shape[1:]) != expected:
+        raise RunnerFailure("the model takes inputs of shape %s; the batch holds %s"
+                            % (expected, list(inputs.shape[1:])))
+    rows = []
+    started = now_s()
+    for k in range(inputs.shape[0]):
+        interpreter.set_tensor(in_detail["index"], quantize(numpy, inputs[k:k + 1], in_detail))
+        interpreter.invoke()
+        rows.append(dequantize(numpy, interpreter.get_tensor(out_detail["index"]),
+                               out_detail).reshape(-1))
+    result["seconds"] = now_s() - started
+    result["inputs"] = int(inputs.shape[0])
+    outputs = numpy.stack(rows) if rows else numpy.zeros((0, 0), dtype=numpy.float32)
+    temporary = job["outputs_path"] + ".partial"
+    with open(temporary, "wb") as handle:
+        numpy.save(handle, outputs, allow_pickle=False)
+    os.replace(temporary, job["outputs_path"])
+    result["outputs_shape"] = list(outputs.shape)
+
+
 def run(job_path, result_path):
     cpu_model, cpu_flags = cpu_description()
     result = {
@@ -447,7 +526,10 @@ def run(job_path, result_path):
             raise RunnerFailure("job schema %r, runner expects %d; push the matching runner"
                                 % (job.get("schema_version"), JOB_SCHEMA_VERSION))
         result["job"] = job
-        measure(job, result)
+        if job.get("mode", "round") == "evaluate":
+            evaluate(job, result)
+        else:
+            measure(job, result)
         result["status"] = "ok"
     except RunnerFailure as exc:
         result["error"] = str(exc)

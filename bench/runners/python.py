@@ -14,6 +14,8 @@ from bench.results import (
 )
 from bench.runners import pyrunner
 from bench.runners.base import (
+    EvaluationJob,
+    EvaluationResult,
     Invocation,
     RoundJob,
     RunnerProbe,
@@ -116,6 +118,38 @@ class PythonRunner:
             result_path=result_path,
             cleanup=[job_path, result_path, result_path + ".partial"])
 
+    # accuracy: outputs per input, untimed
+    def evaluation_invocation(self, job: EvaluationJob, scratch: str) -> Invocation:
+        if self.remote_runner is None:
+            raise RuntimeError("stage the runner first")
+        job_path, result_path = f"{scratch}.job.json", f"{scratch}.result.json"
+        outputs_path = f"{scratch}.outputs.npy"
+        document = {
+            "schema_version": pyrunner.JOB_SCHEMA_VERSION, "mode": "evaluate",
+            "model_path": job.model_path, "backend": job.backend, "threads": job.threads,
+            "tflite_module": self.tflite_module,
+            "cpus": list(job.cpus) if job.cpus else None,
+            "inputs_path": job.inputs_path, "normalise": job.normalise,
+            "outputs_path": outputs_path,
+        }
+        return Invocation(
+            argv=[self.interpreter, "-I", self.remote_runner, job_path, result_path],
+            uploads={job_path: json.dumps(document).encode()},
+            result_path=result_path, outputs_path=outputs_path,
+            cleanup=[job_path, result_path, result_path + ".partial", outputs_path,
+                     outputs_path + ".partial"])
+
+    def parse_evaluation(self, outcome: CommandResult,
+                         result_bytes: bytes | None) -> EvaluationResult:
+        if result_bytes is None:
+            return EvaluationResult(False, crash_reason(outcome))
+        try:
+            doc = json.loads(result_bytes)
+        except ValueError:
+            return EvaluationResult(False, f"runner wrote an unreadable result "
+                                           f"({result_bytes[:80]!r}); {crash_reason(outcome)}")
+        return evaluation_from_document(doc)
+
     def parse(self, outcome: CommandResult, result_bytes: bytes | None,
               job: RoundJob) -> RoundResult:
         if result_bytes is None:
@@ -127,6 +161,21 @@ class PythonRunner:
                                        f"({result_bytes[:80]!r}); {crash_reason(outcome)}",
                                        runner_name=self.name)
         return from_document(document)
+
+
+def evaluation_from_document(doc: dict) -> EvaluationResult:
+    """A pyrunner evaluate-mode result document as a typed result."""
+    runtime = doc.get("runtime") or {}
+    delegation = _delegation(doc)
+    ok = doc.get("status") == "ok"
+    error = None if ok else (doc.get("error") or "runner reported failure without a reason")
+    inputs = doc.get("inputs")
+    return EvaluationResult(
+        ok=ok, error=error, runtime_name=_text(runtime.get("name")),
+        runtime_version=_text(runtime.get("version")),
+        delegated=delegation.delegated if delegation else None,
+        seconds=_number(doc.get("seconds")),
+        inputs=inputs if isinstance(inputs, int) and not isinstance(inputs, bool) else None)
 
 
 def _probe_facts(stdout: str) -> dict | None:

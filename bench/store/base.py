@@ -37,6 +37,7 @@ class RunFacts:
     cells: list[dict] = field(default_factory=list)
     device_rounds: list[dict] = field(default_factory=list)
     rounds: list[dict] = field(default_factory=list)
+    evaluations: list[dict] = field(default_factory=list)  # accuracy, `bench.accuracy`
 
 
 class Store(ABC):
@@ -84,6 +85,10 @@ class Store(ABC):
     def save_memory(self, run_id: str, key: CellKey, memory_bytes: int | None,
                     evidence: str) -> None:
         """Peak memory from a run of its own (runners whose timed rounds cannot read it)."""
+
+    @abstractmethod
+    def save_evaluation(self, run_id: str, row: dict) -> None:
+        """One variant's accuracy on one dataset, device and backend (`bench.accuracy`)."""
 
     @abstractmethod
     def start_device_round(self, run_id: str, device: str, index: int, *, session: int,

@@ -1,4 +1,5 @@
-"""The store's schema, as portable SQL: the tables of facts (version 2, then 3's additions).
+"""The store's schema, as portable SQL: the tables of facts (version 2, then 3's and 4's
+additions).
 
 Types are the standard ones (TEXT, INTEGER, DOUBLE PRECISION); keys are text made by the
 harness (a cell's id is a hash of its key), never engine-generated. JSON columns hold
@@ -179,7 +180,45 @@ ALTER TABLE variants ADD COLUMN macs INTEGER;          -- static multiply-accumu
 ALTER TABLE variants ADD COLUMN weight_scheme TEXT;    -- e.g. int8 per-channel
 """
 
-TABLES = ("runs", "sessions", "run_devices", "variants", "cells", "device_rounds", "rounds")
+# Version 4: accuracy, measured where each variant runs (`bench.accuracy`). Facts only:
+# counts, every prediction and the labels, so any two variants can be paired on the same
+# inputs later; the SNR is against the fp32 outputs of the same device and backend, which
+# only the evaluation ever held.
+TO_V4 = """
+CREATE TABLE evaluations (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    model TEXT NOT NULL,
+    recipe TEXT NOT NULL,
+    sha256 TEXT,
+    device TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    threads INTEGER,
+    dataset TEXT NOT NULL,              -- as asked: foolbox-imagenet, heldout, a folder
+    dataset_sha256 TEXT,                -- of the inputs as staged, and the labels
+    dataset_size INTEGER,
+    labelled INTEGER NOT NULL,
+    measured_on TEXT NOT NULL,          -- device | host (a runner that returns no outputs)
+    status TEXT NOT NULL,               -- ok | failed
+    reason TEXT,
+    n INTEGER,                          -- inputs evaluated
+    top1 INTEGER,                       -- inputs whose top-1 class is the label
+    top5 INTEGER,
+    predictions TEXT,                   -- JSON: the top-1 class of every input, in order
+    labels TEXT,                        -- JSON: the labels in the same order (NULL: none)
+    reference_recipe TEXT,              -- what snr_db compares with (same device, backend)
+    snr_db DOUBLE PRECISION,            -- NULL when identical or undefined
+    identical INTEGER,
+    runtime_name TEXT,
+    runtime_version TEXT,
+    delegated TEXT,
+    seconds DOUBLE PRECISION,
+    evaluated_at TEXT,
+    PRIMARY KEY (run_id, model, recipe, device, backend, dataset)
+);
+"""
+
+TABLES = ("runs", "sessions", "run_devices", "variants", "cells", "device_rounds", "rounds",
+          "evaluations")
 
 
 def statements(script: str) -> list[str]:
@@ -193,8 +232,9 @@ def statements(script: str) -> list[str]:
 def columns(table: str) -> list[str]:
     """The columns of a table, in order: version 2's, then those later versions added
     (from the schema text: one place)."""
-    start = TABLES_V2.index(f"CREATE TABLE {table} (")
-    body = TABLES_V2[start:TABLES_V2.index(");", start)].splitlines()[1:]
+    script = TO_V4 if f"CREATE TABLE {table} (" in TO_V4 else TABLES_V2
+    start = script.index(f"CREATE TABLE {table} (")
+    body = script[start:script.index(");", start)].splitlines()[1:]
     names = []
     for line in body:
         word = line.strip().split(" ")[0]

@@ -19,7 +19,7 @@ from bench.keys import KEY_COLUMNS, CellKey
 from bench.results import RoundContext, RoundResult
 from bench.store import migrate_v1
 from bench.store.base import RunFacts, Store
-from bench.store.schema import TABLES_V2, TO_V3, columns, statements
+from bench.store.schema import TABLES_V2, TO_V3, TO_V4, columns, statements
 from bench.timeutil import utc_now
 
 Migration = str | Callable[[sqlite3.Connection], None]
@@ -27,8 +27,9 @@ MIGRATIONS: list[Migration] = [
     migrate_v1.SCHEMA_V1,  # 0 -> 1: the first release's tables
     migrate_v1.to_v2,  # 1 -> 2: facts as columns, sessions, devices, device rounds
     TO_V3,  # 2 -> 3: each variant's ops, MACs and weight scheme
+    TO_V4,  # 3 -> 4: accuracy evaluations
 ]
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class SQLiteStore(Store):
@@ -217,6 +218,12 @@ class SQLiteStore(Store):
                     "WHERE run_id = ? AND cell_id = ?",
                     (memory_bytes, evidence, utc_now(), run_id, key.cell_id))
 
+    def save_evaluation(self, run_id: str, row: dict) -> None:
+        found = {name: row.get(name) for name in columns("evaluations")}
+        found.update(run_id=run_id, evaluated_at=utc_now())
+        self._upsert("evaluations", found,
+                     ("run_id", "model", "recipe", "device", "backend", "dataset"))
+
     def start_device_round(self, run_id: str, device: str, index: int, *, session: int,
                            seed: int, planned: int, cooldown: dict | None) -> None:
         cooldown = cooldown or {}
@@ -302,6 +309,8 @@ class SQLiteStore(Store):
             device_rounds=self._rows("SELECT * FROM device_rounds WHERE run_id = ? ORDER BY "
                                      "device, round", (run_id,)),
             rounds=rounds,
+            evaluations=self._rows("SELECT * FROM evaluations WHERE run_id = ? ORDER BY "
+                                   "device, backend, dataset, model, recipe", (run_id,)),
         )
 
 

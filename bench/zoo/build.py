@@ -16,10 +16,18 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from bench.errors import ModelError
+from bench.errors import ModelError, UsageError
 from bench.zoo.cache import Variant, VariantCache, file_sha256
 from bench.zoo.names import ModelSpec, UserModel, ZooModel
-from bench.zoo.recipes import DEFAULT_CALIBRATION_SIZE, NATURAL, UNIFORM, recipe_key
+from bench.zoo.recipes import (
+    CALIBRATION_SEED,
+    DEFAULT_CALIBRATION_SIZE,
+    FOLDER_PREFIX,
+    NATURAL,
+    UNIFORM,
+    folder_of,
+    recipe_key,
+)
 from bench.zoo.worker import PROGRESS_PREFIX
 
 AS_IS = "file"  # the recipe name of a user's .tflite, benchmarked as it is
@@ -29,6 +37,41 @@ AS_IS = "file"  # the recipe name of a user's .tflite, benchmarked as it is
 class BuildOptions:
     calibration_size: int = DEFAULT_CALIBRATION_SIZE
     float_io: bool = False
+    calibration: str = NATURAL  # trained models: skimage-natural, or FOLDER_PREFIX + a folder
+
+
+EVALUATION_ONLY = ("foolbox-imagenet", "heldout", "fashion-mnist")
+
+
+def calibration_choice(text: str | None) -> str:
+    """`--calibration`: skimage-natural (default) or a folder of images, which is named
+    in the cache key with a digest of its listing (another folder, another variant)."""
+    if text is None or text == NATURAL:
+        return NATURAL
+    if text in EVALUATION_ONLY:
+        raise UsageError(f"--calibration {text}: that is an evaluation set; calibrating on it "
+                         "would let the quantizer see the images accuracy is measured on. Use "
+                         "skimage-natural or a folder of your own images")
+    from bench.data.datasets import image_folder
+
+    folder = Path(text).expanduser().resolve()
+    image_folder(folder)  # a usage error now if it is no image folder
+    listing = sorted(f"{p.relative_to(folder)}:{p.stat().st_size}"
+                     for p in folder.rglob("*") if p.is_file())
+    digest = hashlib.sha256("\n".join(listing).encode()).hexdigest()[:16]
+    return f"{FOLDER_PREFIX}{folder}|{digest}"
+
+
+def calibration_dataset(source: str, size: int, input_shape: tuple[int, ...]):
+    """The images a variant calibrated on (`source` as in its cache key), for one input
+    shape: to check that no evaluation image is among them. None for uniform noise."""
+    from bench.data.datasets import dataset, skimage_natural
+
+    if source.startswith(FOLDER_PREFIX):
+        return dataset(folder_of(source), input_shape=input_shape)
+    if source != NATURAL or int(input_shape[-1]) != 3:
+        return None
+    return skimage_natural(count=size, input_size=int(input_shape[1]), seed=CALIBRATION_SEED)
 
 
 def converter_version() -> str:
@@ -45,10 +88,13 @@ def source_of(spec: ModelSpec) -> dict:
     return {"kind": spec.kind, "path": str(spec.path)}
 
 
-def calibration_source(spec: ModelSpec) -> str:
-    """Trained ImageNet weights calibrate on photographs; random weights on their range."""
+def calibration_source(spec: ModelSpec, options: BuildOptions = BuildOptions()) -> str:
+    """Trained ImageNet weights calibrate on photographs (or the user's folder); random
+    weights on their input range; a user's model on the user's folder when given."""
     if isinstance(spec, ZooModel) and spec.weight_source is not None:
-        return NATURAL
+        return options.calibration
+    if not isinstance(spec, ZooModel) and options.calibration.startswith(FOLDER_PREFIX):
+        return options.calibration
     return UNIFORM
 
 
@@ -62,7 +108,7 @@ def variant_key(spec: ModelSpec, recipe: str, options: BuildOptions) -> dict:
     return {
         "model": model_key,
         **recipe_key(recipe, options.calibration_size, options.float_io,
-                     calibration_source(spec)),
+                     calibration_source(spec, options)),
         "converter": {"tensorflow": converter_version()},
     }
 
@@ -150,7 +196,7 @@ class VariantBuilder:
                     "cache_root": str(self.cache.root),
                     "reference": reference,
                     "calibration_size": self.options.calibration_size,
-                    "calibration_source": calibration_source(spec),
+                    "calibration_source": calibration_source(spec, self.options),
                     "float_io": self.options.float_io,
                 })
         if missing:

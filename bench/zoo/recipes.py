@@ -65,6 +65,12 @@ def parse_recipes(text: str | Iterable[str]) -> list[str]:
 
 UNIFORM = "uniform[-1,1]"  # random-weight models: their input range, nothing to learn from
 NATURAL = "skimage-natural"  # trained ImageNet models: real photographs (bench.data)
+FOLDER_PREFIX = "folder:"  # then the user's folder and a digest of its listing: "PATH|DIGEST"
+
+
+def folder_of(source: str) -> str:
+    """The folder path of a FOLDER_PREFIX calibration source."""
+    return source[len(FOLDER_PREFIX):].rsplit("|", 1)[0]
 
 
 def recipe_key(name: str, calibration_size: int, float_io: bool,
@@ -84,10 +90,23 @@ def calibration_data(input_shape: tuple[int, ...], size: int,
                      source: str = UNIFORM) -> Callable[[], Iterable]:
     """A seeded representative dataset: uniform [-1, 1] (the random-weight models' input
     range) or, for trained weights, deterministic crops of natural photographs that no
-    evaluation ever uses (`bench.data.datasets`)."""
+    evaluation ever uses (`bench.data.datasets`), or a seeded draw from the user's folder."""
     import numpy as np
 
     shape = tuple(1 if (d is None or d < 1) else int(d) for d in input_shape)
+    if source.startswith(FOLDER_PREFIX):
+        from bench.data.datasets import dataset
+
+        images = dataset(folder_of(source), input_shape=shape)
+        picks = np.sort(np.random.default_rng(CALIBRATION_SEED).choice(
+            len(images), size=min(size, len(images)), replace=False))
+
+        def folder():
+            for index in picks:
+                inputs, _ = images.slice(int(index), int(index) + 1)
+                yield [inputs.astype(np.float32)]
+
+        return folder
     if source == NATURAL:
         from bench.data.datasets import skimage_natural
 

@@ -17,6 +17,7 @@ from bench.report.dashboard.svg import safe_svg
 from bench.report.dashboard.tables import (
     Cell,
     Table,
+    accuracy_table,
     cells_table,
     number,
     ops_table,
@@ -143,6 +144,7 @@ def overview(analysis: Analysis, site: Site) -> Page:
     page.figures["speedup"] = [plot("speedup_plot", device=d) for d in _devices(analysis)]
     page.tables["cells"] = cells_table(analysis, site.links, "cells", timing=site.timing)
     page.tables["paper"] = _paper_table(analysis)
+    page.tables["accuracy"] = accuracy_table(analysis, "accuracy")
     page.extra["paper_note"] = f"{CITATION}. {TABLE7_NOTE[0].upper()}{TABLE7_NOTE[1:]}."
     combinations = _combinations(analysis)
     if len(combinations) <= OVERVIEW_TRADEOFFS:
@@ -314,6 +316,7 @@ def model_page(analysis: Analysis, name: str, site: Site) -> Page:
                            "the conversion reproduces a random network, not accuracy"))
     page.tables["variants"] = variants_table(analysis, name, "variants")
     page.tables["ops"] = ops_table(analysis, name, "ops")
+    page.tables["accuracy"] = accuracy_table(analysis, "accuracy", model=name)
     page.tables["cells"] = cells_table(analysis, site.links, "cells", model=name,
                                        timing=site.timing)
     page.figures["model"] = [plot("latency_plot", model=name)]

@@ -124,3 +124,37 @@ def ops_table(analysis: Analysis, model: str, table_id: str) -> Table | None:
         table.rows.append([Cell(name, cls="mono")] + [
             Cell(str(v["ops"].get(name, 0)), v["ops"].get(name, 0)) for v in variants])
     return table
+
+
+def accuracy_table(analysis: Analysis, table_id: str, model: str | None = None) -> Table | None:
+    """Accuracy per variant, dataset, device and backend (the terminal's columns; the
+    sort keys are the figures, not their text)."""
+    from bench.report import accuracy_table as text
+
+    frame = analysis.accuracy
+    records = [] if frame is None or frame.empty else frame.to_dict("records")
+    shown = text.rows(analysis)
+    pairs = [(r, s) for r, s in zip(records, shown, strict=True)
+             if model is None or r["model"] == model]
+    if not pairs:
+        return None
+    columns = [("model", False), ("recipe", False), ("dataset", False), ("where", False),
+               ("n", True), ("top-1 % [95% CI]", True), ("top-5 %", True),
+               ("vs fp32, points [95% CI]", True), ("+/-", False), ("McNemar p", True),
+               ("agree % [95% CI]", True), ("SNR dB", True), ("status", False)]
+    table = Table(table_id, columns)
+    for record, row in pairs:
+        failed = "_failed" in row
+        table.rows.append([
+            Cell(row["model"]), Cell(row["recipe"]), Cell(row["dataset"]), Cell(row["where"]),
+            Cell(row["n"], number(record["n"])),
+            Cell(row.get("top-1 % [95% CI]", DASH), number(record["top1"])),
+            Cell(row.get("top-5 %", DASH), number(record["top5"])),
+            Cell(row.get("vs fp32, points [95% CI]", DASH), number(record["top1_change"])),
+            Cell(row.get("+/-", DASH)),
+            Cell(row.get("McNemar p", DASH), number(record["mcnemar_p"])),
+            Cell(row.get("agree % [95% CI]", DASH), number(record["agreement"])),
+            Cell(row.get("SNR dB", DASH), number(record["snr_db"])),
+            Cell("failed" if failed else "ok", cls="bad" if failed else "ok",
+                 title=row.get("_failed"))])
+    return table
