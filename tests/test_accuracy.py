@@ -246,3 +246,16 @@ def test_parse_accuracy_refuses_calibration_data():
         ("foolbox-imagenet", "heldout")
     with pytest.raises(UsageError):
         parse_accuracy("skimage-natural")
+
+
+def test_each_model_is_evaluated_with_its_weights_preprocessing(tmp_path, trained):
+    folder = labelled_folder(tmp_path / "images")
+    evaluator = Evaluator((str(folder),), 10, tmp_path / "staged")
+    evaluator.prepare([trained["fp32"]], {"tiny_cnn": "keras-mobilenet"})
+    specs = {s.name: s.batches[0].normalise for s in evaluator.models["tiny_cnn"].sets}
+    assert specs == {str(folder): {"mean": [0.5] * 3, "std": [0.5] * 3},
+                     "heldout": {"mean": [0.5] * 3, "std": [0.5] * 3}}
+    torchvision = Evaluator((str(folder),), 0, tmp_path / "staged2")
+    torchvision.prepare([trained["fp32"]])
+    (only,) = torchvision.models["tiny_cnn"].sets
+    assert only.batches[0].normalise["mean"] == [0.485, 0.456, 0.406]

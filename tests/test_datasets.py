@@ -413,3 +413,19 @@ def test_copied_user_folder_shares_with_itself(tmp_path):
     shutil.copytree(root, tmp_path / "b")
     with pytest.raises(UsageError, match="share 2 image"):
         ds.assert_disjoint(ds.image_folder(root, 16), ds.image_folder(tmp_path / "b", 16))
+
+
+def test_keras_mobilenet_preprocessing_scales_to_minus_one_one_and_stages_exactly():
+    from bench.accuracy.staging import encode
+    from bench.runners.pyrunner import decode_inputs
+
+    image = Image.fromarray(np.array([[[0, 255, 51]] * 4] * 4, dtype=np.uint8))
+    out = images.normalise(image, images.KERAS_MOBILENET)
+    np.testing.assert_allclose(out[0, 0], [-1.0, 1.0, 51 / 127.5 - 1], rtol=0, atol=1e-6)
+    torch_style = images.normalise(image)
+    assert not np.allclose(out, torch_style)
+    pixels, spec = encode(out[None])
+    assert spec == {"mean": [0.5] * 3, "std": [0.5] * 3}
+    assert np.array_equal(decode_inputs(np, pixels, spec), out[None])
+    with pytest.raises(ValueError, match="unknown preprocessing"):
+        images.normalise(image, "caffe")

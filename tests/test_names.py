@@ -37,6 +37,8 @@ def test_key_changes_with_every_option():
     ("mobilenet_v2:coco", "no 'coco' weights; its weight sources: random, imagenet"),
     ("resnet50:imagenet", "no 'imagenet' weights; its weight sources: random"),
     ("efficientnet_lite0:imagenet@260", "trained at 224 pixels; drop @260"),
+    ("mobilenet_v2:keras-imagenet@100", "trained at 96/128/160/192/224 pixels; drop @100"),
+    ("mobilenet_v1:keras-imagenet,seed=2", "seed= draws random weights"),
     ("Mobile Net", "cannot read model name"),
     ("missing/model.tflite", "model file not found"),
 ])
@@ -78,3 +80,32 @@ def test_trained_weights_calibrate_on_photographs_and_random_ones_keep_their_key
     random = variant_key(parse_model("mobilenet_v2"), "int8", options)
     assert trained["calibration"]["data"] == "skimage-natural"
     assert random["calibration"]["data"] == "uniform[-1,1]"  # cached variants stay valid
+
+
+def test_keras_imagenet_weights_are_a_source_with_their_own_preprocessing():
+    model = parse_model("mobilenet_v1:keras-imagenet@128,alpha=0.25")
+    assert not model.random_weights and model.weight_source.online
+    assert model.weight_source.preprocessing == "keras-mobilenet"
+    other = parse_model("mobilenet_v1:keras-imagenet@160,alpha=0.25")
+    assert model.key() != other.key() != parse_model("mobilenet_v1@160,alpha=0.25").key()
+    assert parse_model("mobilenet_v2:keras-imagenet").key()["weights_source"][
+        "keras_applications"] == "MobileNetV2"
+
+
+def test_keras_imagenet_weights_offline_fail_with_what_to_do(monkeypatch):
+    import keras
+
+    from bench.zoo.architectures import ARCHITECTURES
+
+    def offline(**options):
+        assert options["weights"] == "imagenet" and options["input_shape"] == (128, 128, 3)
+        raise Exception("URL fetch failure on https://storage.googleapis.com/x.h5: None -- "
+                        "[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(keras.applications, "MobileNet", offline)
+    source = ARCHITECTURES["mobilenet_v1"].weights("keras-imagenet")
+    with pytest.raises(RuntimeError) as error:
+        source.build_fn(128, 0.25)
+    text = str(error.value)
+    assert "Name or service not known" in text and "connect this machine" in text
+    assert "~/.keras/models" in text and "alpha 0.25" in text

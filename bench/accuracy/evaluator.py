@@ -32,6 +32,7 @@ from bench.data.datasets import (
     assert_disjoint,
     dataset,
 )
+from bench.data.images import TORCHVISION
 from bench.errors import UsageError
 from bench.keys import REFERENCE_RECIPE
 from bench.runners import pyrunner
@@ -118,14 +119,19 @@ class Evaluator:
         self.calibration = calibration
         self.on_event = on_event
         self.models: dict[str, ModelSets] = {}
-        self._staged: dict[tuple[str, tuple[int, ...]], EvaluationSet] = {}
-        self._datasets: dict[tuple[str, tuple[int, ...]], Dataset] = {}
+        self._staged: dict[tuple[str, tuple[int, ...], str], EvaluationSet] = {}
+        self._datasets: dict[tuple[str, tuple[int, ...], str], Dataset] = {}
+        self.preprocessing: dict[str, str] = {}
         self._host_cache: dict[tuple[str, str], tuple[EvaluationResult, np.ndarray]] = {}
 
     # planning -----------------------------------------------------------------------
-    def prepare(self, variants: list[Variant]) -> list[str]:
+    def prepare(self, variants: list[Variant],
+                preprocessing: dict[str, str] | None = None) -> list[str]:
         """Make and stage every set each trained model needs (usage errors now, before
-        anything is measured); one note per model that gets none, or only some."""
+        anything is measured); one note per model that gets none, or only some.
+        `preprocessing`: what each model's weights expect of photographs (default
+        torchvision's ImageNet normalisation)."""
+        self.preprocessing = preprocessing or {}
         notes = []
         by_model: dict[str, list[Variant]] = {}
         for variant in variants:
@@ -149,17 +155,19 @@ class Evaluator:
                     calibrations: set[tuple[str, int]]) -> None:
         reference = next((v for v in usable if v.recipe == REFERENCE_RECIPE), usable[0])
         shape, classes = _shape_and_classes(reference)
+        preprocessing = self.preprocessing.get(model, TORCHVISION)
         wanted = list(self.datasets)
         rgb = len(shape) == 4 and shape[3] == 3 and shape[1] == shape[2]
         if self.agreement_inputs and rgb and AGREEMENT_SET not in wanted:
             wanted.append(AGREEMENT_SET)
         for name in wanted:
             try:
-                found = self._set(name, shape)
+                found = self._set(name, shape, preprocessing)
                 for source, size in sorted(calibrations):
                     calibration = self.calibration(source, size, shape)
                     if calibration is not None:
-                        assert_disjoint(calibration, self._datasets[(name, tuple(shape))])
+                        assert_disjoint(calibration,
+                                        self._datasets[(name, tuple(shape), preprocessing)])
             except UsageError as exc:
                 if name == AGREEMENT_SET and name not in self.datasets:
                     plan.skipped.append(f"no held-out agreement set: {exc}")
@@ -172,11 +180,12 @@ class Evaluator:
                 continue
             plan.sets.append(found)
 
-    def _set(self, name: str, shape: tuple[int, ...]) -> EvaluationSet:
-        key = (name, tuple(shape))
+    def _set(self, name: str, shape: tuple[int, ...], preprocessing: str) -> EvaluationSet:
+        key = (name, tuple(shape), preprocessing)
         if key not in self._staged:
             size = self.agreement_inputs if name == AGREEMENT_SET else None
-            data = dataset(name, input_shape=shape, size=size)
+            extra = {"preprocessing": preprocessing} if name != "fashion-mnist" else {}
+            data = dataset(name, input_shape=shape, size=size, **extra)
             self._datasets[key] = data
             self.on_event(f"staging {name} for {shape[1]}x{shape[2]} inputs "
                           f"({len(data)} inputs)")

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.datasets import Dataset
-from bench.data.images import IMAGENET_MEAN, IMAGENET_STD
+from bench.data.images import PREPROCESSING
 from bench.runners import pyrunner
 
 BATCH_BYTES = 16 * 2**20  # staged bytes per runner process: ~100 224x224 photographs
 MAX_BATCH = 20_000
 NORMALISATIONS = (
-    {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},  # torchvision's ImageNet
+    *({"mean": list(mean), "std": list(std)} for mean, std in PREPROCESSING.values()),
     {"mean": [0.0], "std": [1.0]},  # pixels / 255 (Fashion-MNIST)
 )
 

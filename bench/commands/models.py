@@ -26,7 +26,7 @@ def list_models(args: argparse.Namespace) -> int:
     print("weights: random (seeded, the default: same name, same bytes on every machine)")
     for arch in ARCHITECTURES.values():
         for name, source in arch.weight_sources().items():
-            print(f"  {arch.name}:{name:<10} {source.description}")
+            print(f"  {arch.name + ':' + name:<28} {source.description}")
     print("or a path: a .tflite file (measured as is), a .keras/.h5 file or a SavedModel dir\n")
     print("recipes:")
     for recipe in RECIPES.values():

@@ -43,6 +43,7 @@ from bench.zoo.build import (
     VariantBuilder,
     calibration_choice,
     calibration_dataset,
+    preprocessing_of,
     recipes_for,
 )
 from bench.zoo.cache import Variant, VariantCache
@@ -146,8 +147,8 @@ def checked(settings: dict, args: argparse.Namespace) -> tuple:
     return found
 
 
-def make_evaluator(settings: dict, directory: Path,
-                   variants: list[Variant]) -> Evaluator | None:
+def make_evaluator(settings: dict, directory: Path, variants: list[Variant],
+                   specs: list) -> Evaluator | None:
     """The run's accuracy evaluations, planned and staged (None: none asked for)."""
     datasets = parse_accuracy(settings.get("accuracy"))
     if not datasets:
@@ -155,7 +156,8 @@ def make_evaluator(settings: dict, directory: Path,
     agreement = settings.get("agreement_inputs")
     evaluator = Evaluator(datasets, DEFAULT_AGREEMENT_INPUTS if agreement is None else agreement,
                           directory, calibration=calibration_dataset, on_event=say)
-    for note in evaluator.prepare(variants):
+    for note in evaluator.prepare(variants, {spec.name: preprocessing_of(spec)
+                                             for spec in specs}):
         say(note)
     return evaluator
 
@@ -195,7 +197,7 @@ def _run(args: argparse.Namespace, store: Store, settings: dict) -> int:
     variants, references, conversion_s, converted = _build(args, settings, specs)
     scratch = tempfile.TemporaryDirectory(prefix="bench-accuracy-")
     try:  # datasets staged (or refused) before the run is stored
-        evaluator = make_evaluator(settings, Path(scratch.name), variants + references)
+        evaluator = make_evaluator(settings, Path(scratch.name), variants + references, specs)
         return _start(args, store, settings, devices, protocol, variants, references,
                       conversion_s, converted, evaluator)
     finally:

@@ -185,9 +185,11 @@ class ImageDataset(Dataset):
         class_names: tuple[str, ...] | None = None,
         description: str = "",
         cache_decoded: bool = False,
+        preprocessing: str = img.TORCHVISION,
     ) -> None:
         super().__init__(name, kind, (crop, crop, 3), num_classes, class_names, description)
         self.crop = crop
+        self.preprocessing = preprocessing
         self._sources = tuple(sources)
         self._views = tuple(views)
         # Many views of few images: decode each once (a few MB); folders are read as needed.
@@ -210,9 +212,9 @@ class ImageDataset(Dataset):
         for row, (source, view) in enumerate(self._views[start:stop]):
             image = self._image(source)
             if view is None:
-                inputs[row] = img.preprocess(image, crop)
+                inputs[row] = img.preprocess(image, crop, preprocessing=self.preprocessing)
             else:
-                inputs[row] = img.render_view(image, view, crop)
+                inputs[row] = img.render_view(image, view, crop, self.preprocessing)
             labels.append(self._sources[source].label)
         if self.kind == "unlabelled":
             return inputs, None
@@ -276,7 +278,7 @@ def _foolbox_sources() -> list[_Source]:
     ]
 
 
-def foolbox_imagenet(input_size: int = 224) -> ImageDataset:
+def foolbox_imagenet(input_size: int = 224, preprocessing: str = img.TORCHVISION) -> ImageDataset:
     """foolbox's 20 labelled ImageNet validation images, center-cropped."""
     sources = _foolbox_sources()
     return ImageDataset(
@@ -291,10 +293,12 @@ def foolbox_imagenet(input_size: int = 224) -> ImageDataset:
             "a smoke test of weights, labels and preprocessing, not ImageNet accuracy "
             "(one image is 5 points)"
         ),
+        preprocessing=preprocessing,
     )
 
 
-def skimage_natural(count: int = 100, input_size: int = 224, seed: int = 0) -> ImageDataset:
+def skimage_natural(count: int = 100, input_size: int = 224, seed: int = 0,
+                    preprocessing: str = img.TORCHVISION) -> ImageDataset:
     """`count` calibration inputs: crops and flips of scikit-image's colour photographs."""
     _positive("count", count)
     sources = [
@@ -311,10 +315,12 @@ def skimage_natural(count: int = 100, input_size: int = 224, seed: int = 0) -> I
             "colour photographs from the scikit-image wheel, for calibration"
         ),
         cache_decoded=True,
+        preprocessing=preprocessing,
     )
 
 
-def heldout(count: int = 1000, input_size: int = 224, seed: int = 0) -> ImageDataset:
+def heldout(count: int = 1000, input_size: int = 224, seed: int = 0,
+            preprocessing: str = img.TORCHVISION) -> ImageDataset:
     """`count` inputs for fp32-vs-quantized agreement, never seen by calibration: crops
     and flips of foolbox's ImageNet images (in-distribution photographs; no skimage image
     is used, so nothing is shared with `skimage-natural`)."""
@@ -332,10 +338,12 @@ def heldout(count: int = 1000, input_size: int = 224, seed: int = 0) -> ImageDat
             "ImageNet validation images from the foolbox wheel, for output agreement"
         ),
         cache_decoded=True,
+        preprocessing=preprocessing,
     )
 
 
-def image_folder(path: str | Path, input_size: int = 224) -> ImageDataset:
+def image_folder(path: str | Path, input_size: int = 224,
+                 preprocessing: str = img.TORCHVISION) -> ImageDataset:
     """A user's labelled images, FOLDER/CLASS/IMAGE, center-cropped like ImageNet."""
     root = Path(path).expanduser()
     if not root.exists():
@@ -384,6 +392,7 @@ def image_folder(path: str | Path, input_size: int = 224) -> ImageDataset:
         num_classes=num_classes,
         class_names=class_names,
         description=f"{len(sources)} images in {len(names)} class folders of {root}",
+        preprocessing=preprocessing,
     )
 
 
@@ -506,11 +515,13 @@ def dataset(
     split: str | None = None,
     size: int | None = None,
     seed: int = 0,
+    preprocessing: str = img.TORCHVISION,
 ) -> Dataset:
     """A dataset by name (KNOWN_DATASETS) or folder path, made for a model's input shape.
 
     `split` is Fashion-MNIST's (train/test, default test); `size` and `seed` set how many
-    views skimage-natural (100) and heldout (1000) generate.
+    views skimage-natural (100) and heldout (1000) generate; `preprocessing` is what the
+    model's weights expect of photographs (`bench.data.images.PREPROCESSING`).
     """
     height, width, channels = _hwc(input_shape)
     known = name_or_path in KNOWN_DATASETS
@@ -537,13 +548,13 @@ def dataset(
             f"{height}x{width}x{channels}"
         )
     if name_or_path == "foolbox-imagenet":
-        return foolbox_imagenet(height)
+        return foolbox_imagenet(height, preprocessing)
     count = _GENERATED.get(name_or_path, 0) if size is None else size
     if name_or_path == "skimage-natural":
-        return skimage_natural(count, height, seed)
+        return skimage_natural(count, height, seed, preprocessing)
     if name_or_path == "heldout":
-        return heldout(count, height, seed)
-    return image_folder(name_or_path, height)
+        return heldout(count, height, seed, preprocessing)
+    return image_folder(name_or_path, height, preprocessing)
 
 
 def _looks_like_path(text: str) -> bool:

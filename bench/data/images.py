@@ -29,8 +29,13 @@ CROP_FRACTION = 0.875  # 224 / 256, the usual ImageNet evaluation ratio
 VIEW_SCALE = (0.25, 1.0)
 VIEW_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 
-_MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32)
-_STD = np.asarray(IMAGENET_STD, dtype=np.float32)
+# What trained weights expect after ToTensor ([0, 1]): (x - mean) / std per channel.
+TORCHVISION = "torchvision-imagenet"  # torchvision's models (and the ports of them)
+KERAS_MOBILENET = "keras-mobilenet"  # Keras applications' MobileNets: [-1, 1]
+PREPROCESSING = {
+    TORCHVISION: (IMAGENET_MEAN, IMAGENET_STD),
+    KERAS_MOBILENET: ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
 _BILINEAR = Image.Resampling.BILINEAR
 
 
@@ -75,14 +80,19 @@ def center_crop(image: Image.Image, crop: int) -> Image.Image:
     return image.crop((left, top, left + crop, top + crop))
 
 
-def normalise(image: Image.Image) -> np.ndarray:
+def normalise(image: Image.Image, preprocessing: str = TORCHVISION) -> np.ndarray:
     """ToTensor + Normalize, kept HWC: float32 (x / 255 - mean) / std."""
+    if preprocessing not in PREPROCESSING:
+        raise ValueError(f"unknown preprocessing {preprocessing!r}; known: "
+                         f"{', '.join(PREPROCESSING)}")
+    mean, std = (np.asarray(v, dtype=np.float32) for v in PREPROCESSING[preprocessing])
     pixels = np.asarray(image.convert("RGB"), dtype=np.uint8).astype(np.float32)
-    return ((pixels / np.float32(255.0) - _MEAN) / _STD).astype(np.float32, copy=False)
+    return ((pixels / np.float32(255.0) - mean) / std).astype(np.float32, copy=False)
 
 
 def preprocess(
-    image: Image.Image | bytes, crop: int = 224, resize: int | None = None
+    image: Image.Image | bytes, crop: int = 224, resize: int | None = None,
+    preprocessing: str = TORCHVISION,
 ) -> np.ndarray:
     """The evaluation view: Resize(resize), CenterCrop(crop), normalised; (crop, crop, 3)."""
     if isinstance(image, bytes):
@@ -90,7 +100,8 @@ def preprocess(
     resize = resize_for(crop) if resize is None else resize
     if resize < crop:
         raise ValueError(f"resize {resize} is smaller than crop {crop}")
-    return normalise(center_crop(resize_shorter(image.convert("RGB"), resize), crop))
+    return normalise(center_crop(resize_shorter(image.convert("RGB"), resize), crop),
+                     preprocessing)
 
 
 @dataclass(frozen=True)
@@ -152,13 +163,14 @@ def plan_views(
     return views
 
 
-def render_view(image: Image.Image, view: View, crop: int = 224) -> np.ndarray:
+def render_view(image: Image.Image, view: View, crop: int = 224,
+                preprocessing: str = TORCHVISION) -> np.ndarray:
     """A view cropped, resized to crop x crop (bilinear), maybe flipped, normalised."""
     box = (view.left, view.top, view.left + view.width, view.top + view.height)
     region = image.convert("RGB").crop(box).resize((crop, crop), _BILINEAR)
     if view.flip:
         region = region.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return normalise(region)
+    return normalise(region, preprocessing)
 
 
 def variants(

@@ -31,11 +31,12 @@ class WeightSource:
     key: dict
     sizes: tuple[int, ...]
     alphas: tuple[float | None, ...]
-    build_fn: Callable[[int], Any]
+    build_fn: Callable[[int, float | None], Any]
     preprocessing: str
+    online: bool = False  # fetched by Keras on first use (needs the internet once)
 
 
-def _torchvision_mobilenet_v2(size: int):
+def _torchvision_mobilenet_v2(size: int, alpha: float | None = None):
     from bench.zoo import torchvision_port
     from bench.zoo.assets import load_mobilenet_v2_state_dict
 
@@ -53,7 +54,7 @@ def _torchvision_mobilenet_v2_source() -> WeightSource:
         (224,), (1.0, None), _torchvision_mobilenet_v2, "torchvision-imagenet")
 
 
-def _efficientnet_lite0_trained(size: int):
+def _efficientnet_lite0_trained(size: int, alpha: float | None = None):
     from bench.zoo import efficientnet_lite_port
     from bench.zoo.assets import load_efficientnet_lite0_state_dict
 
@@ -69,6 +70,48 @@ def _efficientnet_lite0_source() -> WeightSource:
         {"file": "efficientnet-lite0-57934424.pth", "sha256": EFFICIENTNET_LITE0_SHA256,
          "port": "efficientnet-lite-pytorch", "port_version": 1},
         (224,), (None,), _efficientnet_lite0_trained, "torchvision-imagenet")
+
+
+def _keras_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("keras")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _keras_imagenet(application: str):
+    """Keras applications' ImageNet weights: Keras downloads them (storage.googleapis.com)
+    on first use and keeps them in ~/.keras/models; offline, that is one clear error."""
+
+    def build(size: int, alpha: float | None):
+        import keras
+
+        make = getattr(keras.applications, application)
+        try:
+            return make(input_shape=_shape(size), alpha=alpha or 1.0, weights="imagenet",
+                        classifier_activation=None)
+        except Exception as exc:  # a URL error offline, or options Keras has no file for
+            text = " ".join(str(exc).split())[:300]
+            raise RuntimeError(
+                f"Keras could not provide {application}'s ImageNet weights for {size} px, "
+                f"alpha {alpha or 1.0:g} ({type(exc).__name__}: {text}); they are downloaded "
+                "on first use: connect this machine to the internet once, or copy the .h5 "
+                "file into ~/.keras/models") from None
+
+    return build
+
+
+def _keras_mobilenet_source(application: str, sizes: tuple[int, ...],
+                            alphas: tuple[float | None, ...]) -> WeightSource:
+    from bench.data.images import KERAS_MOBILENET
+
+    return WeightSource(
+        "keras-imagenet", f"Keras applications' {application} ImageNet weights (downloaded by "
+        "Keras on first use: needs the internet once; inputs scaled to [-1, 1])",
+        {"keras_applications": application, "keras": _keras_version()},
+        sizes, alphas, _keras_imagenet(application), KERAS_MOBILENET, online=True)
 
 
 @dataclass(frozen=True)
@@ -185,10 +228,16 @@ ARCHITECTURES: dict[str, Architecture] = {
     arch.name: arch
     for arch in (
         Architecture("mobilenet_v1", "MobileNetV1", 224, 32, _mobilenet_v1,
-                     _MOBILENET_ALPHAS, 1.0, "paper's main mobile model"),
+                     _MOBILENET_ALPHAS, 1.0, "paper's main mobile model",
+                     weight_sources=lambda: {"keras-imagenet": _keras_mobilenet_source(
+                         "MobileNet", (128, 160, 192, 224), (*_MOBILENET_ALPHAS, None))}),
         Architecture("mobilenet_v2", "MobileNetV2", 224, 32, _mobilenet_v2,
                      (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), 1.0, "paper: largest PTQ loss",
-                     weight_sources=lambda: {"imagenet": _torchvision_mobilenet_v2_source()}),
+                     weight_sources=lambda: {
+                         "imagenet": _torchvision_mobilenet_v2_source(),
+                         "keras-imagenet": _keras_mobilenet_source(
+                             "MobileNetV2", (96, 128, 160, 192, 224),
+                             (0.35, 0.5, 0.75, 1.0, 1.3, 1.4, None))}),
         Architecture("resnet50", "ResNet50 (v1)", 224, 32, _resnet50),
         Architecture("resnet50_v2", "ResNet50V2", 224, 32, _resnet50_v2),
         Architecture("inception_v3", "InceptionV3", 299, 75, _inception_v3),

@@ -98,6 +98,16 @@ def calibration_source(spec: ModelSpec, options: BuildOptions = BuildOptions()) 
     return UNIFORM
 
 
+def preprocessing_of(spec: ModelSpec) -> str:
+    """What a model's inputs are made like: its trained weights' preprocessing, else
+    torchvision's ImageNet normalisation (also what user files are assumed to take)."""
+    from bench.data.images import TORCHVISION
+
+    if isinstance(spec, ZooModel) and spec.weight_source is not None:
+        return spec.weight_source.preprocessing
+    return TORCHVISION
+
+
 def variant_key(spec: ModelSpec, recipe: str, options: BuildOptions) -> dict:
     if isinstance(spec, ZooModel):
         model_key = spec.key()
@@ -197,6 +207,7 @@ class VariantBuilder:
                     "reference": reference,
                     "calibration_size": self.options.calibration_size,
                     "calibration_source": calibration_source(spec, self.options),
+                    "preprocessing": preprocessing_of(spec),
                     "float_io": self.options.float_io,
                 })
         if missing:

@@ -75,29 +75,32 @@ def snr_db(reference: np.ndarray, output: np.ndarray) -> float | None:
     return float(10.0 * np.log10(signal / noise))
 
 
-def photo_inputs(path: Path, count: int = CHECK_INPUTS) -> list[np.ndarray]:
+def photo_inputs(path: Path, count: int = CHECK_INPUTS,
+                 preprocessing: str | None = None) -> list[np.ndarray]:
     """Held-out photographs (never used for calibration), for trained ImageNet models:
     noise says little about how a trained network's decisions survive quantization."""
     detail = _interpreter(path).get_input_details()[0]
-    inputs = _photos(int(detail["shape"][1]), count)
+    inputs = _photos(int(detail["shape"][1]), count, preprocessing)
     return [inputs[i:i + 1].astype(np.float32) for i in range(len(inputs))]
 
 
 @functools.cache
-def _photos(size: int, count: int) -> np.ndarray:
+def _photos(size: int, count: int, preprocessing: str | None = None) -> np.ndarray:
     """Decoded once per worker: every recipe of a model is checked on the same photos."""
     from bench.data.datasets import heldout
 
-    inputs, _ = heldout(count=count, input_size=size, seed=CHECK_SEED).take()
+    extra = {"preprocessing": preprocessing} if preprocessing else {}
+    inputs, _ = heldout(count=count, input_size=size, seed=CHECK_SEED, **extra).take()
     inputs.setflags(write=False)
     return inputs
 
 
 def compare_outputs(reference: Path, candidate: Path, count: int = CHECK_INPUTS,
-                    photos: bool = False) -> dict:
+                    photos: bool = False, preprocessing: str | None = None) -> dict:
     """Top-1 agreement and SNR of `candidate` against `reference` on fixed inputs (seeded
     noise, or held-out photographs for trained models)."""
-    inputs = (photo_inputs if photos else fixed_inputs)(reference, count)
+    inputs = photo_inputs(reference, count, preprocessing) if photos else \
+        fixed_inputs(reference, count)
     ref_out = run_on_inputs(reference, inputs)
     cand_out = run_on_inputs(candidate, inputs)
     agree = [

@@ -28,7 +28,7 @@ from bench.errors import UsageError
 from bench.zoo.architectures import ARCHITECTURES, Architecture
 
 _NAME = re.compile(
-    r"^(?P<arch>[a-z][a-z0-9_]*)(?::(?P<weights>[a-z][a-z0-9_]*))?(?:@(?P<size>\d+))?"
+    r"^(?P<arch>[a-z][a-z0-9_]*)(?::(?P<weights>[a-z][a-z0-9_-]*))?(?:@(?P<size>\d+))?"
     r"(?P<options>(?:,[a-z_]+=[^,@:]+)*)$"
 )
 USER_SUFFIXES = (".tflite", ".keras", ".h5")
@@ -165,9 +165,9 @@ def _check_weights(text: str, arch: Architecture, weights: str, size: int,
                          f"{'/'.join(map(str, source.sizes))} pixels; drop @{size} "
                          "(or use random weights to time other sizes)")
     if alpha not in source.alphas:
+        widths = "/".join(f"{a:g}" for a in source.alphas if a is not None)
         raise UsageError(f"{text}: the {weights} weights of {arch.name} have width "
-                         f"{next(a for a in source.alphas if a is not None):g} only; drop "
-                         f"alpha={alpha:g} (or use random weights)")
+                         f"{widths} only; drop alpha={alpha:g} (or use random weights)")
     if seeded:
         raise UsageError(f"{text}: seed= draws random weights; {weights} weights are fixed")
 

@@ -86,8 +86,8 @@ def recipe_key(name: str, calibration_size: int, float_io: bool,
     return key
 
 
-def calibration_data(input_shape: tuple[int, ...], size: int,
-                     source: str = UNIFORM) -> Callable[[], Iterable]:
+def calibration_data(input_shape: tuple[int, ...], size: int, source: str = UNIFORM,
+                     preprocessing: str | None = None) -> Callable[[], Iterable]:
     """A seeded representative dataset: uniform [-1, 1] (the random-weight models' input
     range) or, for trained weights, deterministic crops of natural photographs that no
     evaluation ever uses (`bench.data.datasets`), or a seeded draw from the user's folder."""
@@ -97,7 +97,8 @@ def calibration_data(input_shape: tuple[int, ...], size: int,
     if source.startswith(FOLDER_PREFIX):
         from bench.data.datasets import dataset
 
-        images = dataset(folder_of(source), input_shape=shape)
+        images = dataset(folder_of(source), input_shape=shape,
+                         **({"preprocessing": preprocessing} if preprocessing else {}))
         picks = np.sort(np.random.default_rng(CALIBRATION_SEED).choice(
             len(images), size=min(size, len(images)), replace=False))
 
@@ -110,7 +111,8 @@ def calibration_data(input_shape: tuple[int, ...], size: int,
     if source == NATURAL:
         from bench.data.datasets import skimage_natural
 
-        images = skimage_natural(count=size, input_size=shape[1], seed=CALIBRATION_SEED)
+        images = skimage_natural(count=size, input_size=shape[1], seed=CALIBRATION_SEED,
+                                 **({"preprocessing": preprocessing} if preprocessing else {}))
 
         def natural():
             for inputs, _ in images.batches(1):
@@ -127,7 +129,7 @@ def calibration_data(input_shape: tuple[int, ...], size: int,
 
 
 def configure(converter, name: str, input_shape, calibration_size: int, float_io: bool,
-              calibration_source: str = UNIFORM) -> None:
+              calibration_source: str = UNIFORM, preprocessing: str | None = None) -> None:
     """Apply recipe `name` to a tf.lite.TFLiteConverter."""
     import tensorflow as tf
 
@@ -141,7 +143,7 @@ def configure(converter, name: str, input_shape, calibration_size: int, float_io
     if name == "dynamic":
         return
     converter.representative_dataset = calibration_data(input_shape, calibration_size,
-                                                        calibration_source)
+                                                        calibration_source, preprocessing)
     if name == "int16x8":
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8

@@ -40,7 +40,7 @@ def load_source(source: dict):
         arch = ARCHITECTURES[source["arch"]]
         weights = source.get("weights", "random")
         if weights != "random":
-            return arch.weights(weights).build_fn(source["size"])
+            return arch.weights(weights).build_fn(source["size"], source.get("alpha"))
         return arch.build(source["size"], source["alpha"], source["seed"])
     if kind == "keras":
         import keras
@@ -77,7 +77,7 @@ def build_one(request: dict, keras_model, reference: Path | None) -> dict:
     if recipe != "fp32" and shape is None:
         raise RuntimeError("the fp32 conversion failed, so there is no input shape to calibrate")
     configure(converter, recipe, shape, request["calibration_size"], request["float_io"],
-              request.get("calibration_source", "uniform[-1,1]"))
+              request.get("calibration_source", "uniform[-1,1]"), request.get("preprocessing"))
     atomic_write(out, converter.convert())
     result = {
         "status": "ok",
@@ -88,7 +88,8 @@ def build_one(request: dict, keras_model, reference: Path | None) -> dict:
     if reference is not None and recipe != "fp32":
         try:
             photos = request.get("calibration_source", "uniform[-1,1]") != "uniform[-1,1]"
-            result["check"] = compare_outputs(reference, out, photos=photos)
+            result["check"] = compare_outputs(reference, out, photos=photos,
+                                              preprocessing=request.get("preprocessing"))
         except Exception as exc:  # e.g. a kernel that cannot prepare this variant
             result["check"] = {"error": short_error(exc)}
     return result
