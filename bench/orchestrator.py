@@ -136,6 +136,9 @@ class Sweep:
         self.on_finish = on_finish
         self.on_wait = on_wait
         self.evaluator = evaluator  # bench.accuracy.evaluator.Evaluator, or None
+        # A resume evaluates every measured cell still missing its accuracy, not only the
+        # cells it measures again (device name -> cells).
+        self.evaluation_cells: dict[str, list[Cell]] = {}
         self._lock = threading.RLock()  # the store and the callbacks, across device threads
         self._stop = threading.Event()
         self._open: list[Transport] = []
@@ -162,7 +165,8 @@ class Sweep:
         board that never answers costs only its own timeout."""
         outcome = SweepOutcome()
         previous = previous or ResumeState()
-        wanted = [d for d in devices if any(c.device == d.name for c in plan.cells)]
+        wanted = [d for d in devices if any(c.device == d.name for c in plan.cells)
+                  or self.evaluation_cells.get(d.name)]
         locks: list[MachineLock] = []
         try:
             if len(wanted) == 1:  # in this thread: Ctrl-C reaches the measurement directly
@@ -276,8 +280,10 @@ class Sweep:
                                  None, outcome, 0)
             if runnable:
                 self._rounds(ready, runnable, outcome, previous)
-                if self.evaluator is not None and ready.device.name not in outcome.lost:
-                    self._evaluate(ready, runnable, previous)
+            evaluate = self.evaluation_cells.get(reached.device.name, runnable)
+            if self.evaluator is not None and evaluate and \
+                    reached.device.name not in outcome.lost:
+                self._evaluate(ready, evaluate, previous)
 
     def _evaluate(self, ready: _Ready, cells: list[Cell], previous: ResumeState) -> None:
         """Accuracy after the device's timed rounds (never inside them)."""

@@ -259,3 +259,28 @@ def test_each_model_is_evaluated_with_its_weights_preprocessing(tmp_path, traine
     torchvision.prepare([trained["fp32"]])
     (only,) = torchvision.models["tiny_cnn"].sets
     assert only.batches[0].normalise["mean"] == [0.485, 0.456, 0.406]
+
+
+def test_a_resume_evaluates_what_the_first_session_did_not(workdir, trained):
+    """A run stopped after its rounds but before its accuracy (here: its evaluations
+    removed) gets them on --resume without measuring a round again."""
+    folder = labelled_folder(workdir / "images")
+    args = ["run", "--models", trained["fp32"].path, "--accuracy", str(folder),
+            "--agreement-inputs", "0", "--rounds", "1", "--quick", "--no-dashboard",
+            "--no-progress"]
+    first = run_bench(args, workdir)
+    assert first.returncode == 0, first.stderr
+    path = workdir / "results" / "bench.sqlite"
+    db = sqlite3.connect(path)
+    run_id, rounds = db.execute("SELECT run_id, COUNT(*) FROM rounds").fetchone()
+    db.execute("DELETE FROM evaluations")
+    db.execute("UPDATE runs SET status = 'interrupted'")
+    db.commit()
+    db.close()
+    resumed = run_bench(["run", "--resume", run_id, "--no-dashboard", "--no-progress"],
+                        workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT COUNT(*) FROM rounds").fetchone()[0] == rounds
+    assert db.execute("SELECT dataset, status, n FROM evaluations").fetchall() == \
+        [(str(folder), "ok", 12)]

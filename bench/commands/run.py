@@ -210,6 +210,7 @@ def _start(args: argparse.Namespace, store: Store, settings: dict, devices: list
     resuming = args.resume is not None
     plan = make_plan(variants, devices, settings["backends"], settings["threads"])
 
+    every_cell = [c for c in plan.cells if c.variant.status == OK]
     if resuming:
         run_id = args.resume
         previous = resume_state(store, run_id, plan, variants)
@@ -234,13 +235,17 @@ def _start(args: argparse.Namespace, store: Store, settings: dict, devices: list
     if resuming and evaluator is not None:
         previous.evaluated = {(e["model"], e["recipe"], e["device"], e["backend"], e["dataset"])
                               for e in store.facts(run_id).evaluations if e["status"] == OK}
+    evaluation_cells = {}
+    if resuming and evaluator is not None:
+        for cell in every_cell:
+            evaluation_cells.setdefault(cell.device, []).append(cell)
     return _sweep(args, store, settings, run_id, session, protocol, plan, devices, previous,
-                  conversion_s, evaluator)
+                  conversion_s, evaluator, evaluation_cells)
 
 
 def _sweep(args, store: Store, settings: dict, run_id: str, session: int, protocol: Protocol,
            plan: Plan, devices: list[Device], previous: ResumeState, conversion_s: float,
-           evaluator: Evaluator | None) -> int:
+           evaluator: Evaluator | None, evaluation_cells: dict) -> int:
     progress = Progress(len(plan.cells) * protocol.min_rounds, enabled=not args.no_progress)
     if evaluator is not None:
         evaluator.on_event = progress.note
@@ -254,6 +259,7 @@ def _sweep(args, store: Store, settings: dict, run_id: str, session: int, protoc
                       progress, cell, status, text, rounds),
                   on_wait=lambda names, holder: _report_wait(progress, names, holder),
                   evaluator=evaluator if evaluator is not None and evaluator.wanted else None)
+    sweep.evaluation_cells = evaluation_cells
     sweep.record_plan(plan)
     started = time.perf_counter()
     try:
