@@ -6,8 +6,11 @@ and the harness process never imports it. The job names the training and calibra
 images by their index in the train split; this process never reads the test split, so
 nothing it does (training, calibration) can have seen an evaluation image.
 
-Writes `model.keras`, one `RECIPE.tflite` per recipe and the JSON result the job names;
+Writes `model.keras`, `weights.npz` (the trained weights layer by layer, for the QAT worker:
+see `save_layer_weights`), one `RECIPE.tflite` per recipe and the JSON result the job names;
 progress goes to stdout as `BENCH-EXPERIMENT <json>` lines, TensorFlow's chatter to stderr.
+It runs Keras 3: the harness removes TF_USE_LEGACY_KERAS from its environment (that
+variable belongs to `qat_worker` alone) and the result records the Keras it used.
 
 Determinism: `keras.utils.set_random_seed` seeds Python, NumPy and TensorFlow (initial
 weights, Keras's per-epoch shuffling, dropout if there were any), and
@@ -81,6 +84,28 @@ def build_model(keras: Any) -> Any:
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = layers.Dense(NUM_CLASSES, name="logits")(x)
     return keras.Model(inputs, outputs, name="fashion_dwcnn")
+
+
+# Train images whose logits travel with the weights, so the QAT worker can check that its
+# tf_keras rebuild computes what this Keras 3 model computes.
+CHECK_IMAGES = 8
+
+
+def save_layer_weights(model: Any, path: Path, images: Any, indices: Any) -> None:
+    """The trained weights as `weights.npz`, one array per `LAYER:i` (each layer's own
+    `get_weights()` order: kernel; or gamma, beta, moving mean, moving variance), which
+    tf_keras layers of the same names take back with `set_weights`. Why not the model's
+    flat `get_weights()`: Keras 3 orders it layer by layer, tf_keras puts every trainable
+    weight before every non-trainable one, so a flat list would put BatchNorm statistics
+    where gammas belong. `check_indices` (train split) and `check_logits` are this model's
+    logits on a few train images, for `qat_worker`'s equivalence check."""
+    import numpy as np
+
+    arrays = {f"{layer.name}:{i}": np.asarray(w)
+              for layer in model.layers for i, w in enumerate(layer.get_weights())}
+    logits = np.asarray(model(images, training=False))
+    np.savez(path, check_indices=np.asarray(indices, dtype=np.int64),
+             check_logits=logits.astype(np.float32), **arrays)
 
 
 def weights_sha256(model: Any) -> str:
@@ -190,6 +215,8 @@ def run(job: dict) -> dict:
     model, training = train(job, keras, tf, images[train_index], labels[train_index])
     out_dir = Path(job["out_dir"])
     model.save(out_dir / "model.keras")
+    check_index = train_index[:CHECK_IMAGES]
+    save_layer_weights(model, out_dir / "weights.npz", images[check_index], check_index)
     conversions = convert(job, model, tf, images[calibration_index])
     return {
         "training": training,
@@ -202,22 +229,28 @@ def run(job: dict) -> dict:
                     **{name: os.environ.get(name) for name in THREAD_VARIABLES}},
         "determinism": "keras.utils.set_random_seed + tf.config.experimental."
                        "enable_op_determinism, CPU only",
+        "legacy_keras": os.environ.get("TF_USE_LEGACY_KERAS"),
     }
 
 
-def main(argv: list[str]) -> int:
+def job_main(argv: list[str], module: str, work: Any) -> int:
+    """A worker's command line: `python -m MODULE JOB.json`; the result of `work(job)`
+    written atomically where the job says (the host reads it only once it is whole)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if len(argv) != 1:
-        print("usage: python -m bench.experiments.fashion_mnist_worker JOB.json",
-              file=sys.stderr)
+        print(f"usage: python -m {module} JOB.json", file=sys.stderr)
         return 2
     job = json.loads(Path(argv[0]).read_text())
-    result = run(job)
+    result = work(job)
     target = Path(job["result_path"])
     partial = target.with_suffix(".partial")
     partial.write_text(json.dumps(result, indent=2))
     partial.replace(target)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return job_main(argv, "bench.experiments.fashion_mnist_worker", run)
 
 
 if __name__ == "__main__":
