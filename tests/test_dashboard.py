@@ -64,8 +64,10 @@ def test_a_run_gets_an_overview_a_page_per_device_and_model_and_a_failed_page(tm
     page = parse(overview)
     text = " ".join(page.text)
     tables = [a.get("id") for tag, a in page.tags if tag == "table"]
-    assert tables[:3] == ["cells", "paper", "devices"]  # speedups first, then the paper check
-    cells_body = overview.read_text().split('id="cells">')[2].split("<tbody>")[1]
+    assert tables[:3] == ["cells-table", "paper-table", "devices-table"]  # speedups, then paper
+    ids = [a["id"] for _, a in page.tags if a.get("id")]
+    assert len(ids) == len(set(ids)), "an id is used twice"
+    cells_body = overview.read_text().split('id="cells-table">')[1].split("<tbody>")[1]
     cell_rows = re.findall(r"<tr>", cells_body.split("</tbody>")[0])
     assert len(cell_rows) == len(analysis.cells)
     assert sum(tag == "svg" for tag, _ in page.tags) >= 2  # a speedup plot per device

@@ -96,16 +96,17 @@ def test_hostile_names_show_as_text_on_their_pages(browser, hostile):
 
 def column(page, table: str, index: int) -> list[float | None]:
     values = page.eval_on_selector_all(
-        f"#{table} tbody tr",
+        f"#{table}-table tbody tr",
         f"rows => rows.map(r => r.cells[{index}].getAttribute('data-sort'))")
     return [float(v) if v not in (None, "") else None for v in values]
 
 
 def test_tables_sort_by_number_with_unknowns_last(browser, hostile):
     _, page = visit(browser, hostile, keep_open=True)
-    headings = page.eval_on_selector_all("#cells thead th", "hs => hs.map(h => h.innerText)")
+    headings = page.eval_on_selector_all("#cells-table thead th",
+                                         "hs => hs.map(h => h.innerText)")
     index = next(i for i, h in enumerate(headings) if h.startswith("latency"))
-    header = page.locator("#cells thead th").nth(index)
+    header = page.locator("#cells-table thead th").nth(index)
     header.locator("button").click()
     up = column(page, "cells", index)
     known = [v for v in up if v is not None]
@@ -121,13 +122,14 @@ def test_tables_sort_by_number_with_unknowns_last(browser, hostile):
 
 def test_text_columns_sort_alphabetically_and_the_paper_check_by_ratio(browser, hostile):
     _, page = visit(browser, hostile, keep_open=True)
-    page.locator("#cells thead th").nth(0).locator("button").click()
-    models = page.eval_on_selector_all("#cells tbody tr",
+    page.locator("#cells-table thead th").nth(0).locator("button").click()
+    models = page.eval_on_selector_all("#cells-table tbody tr",
                                        "rows => rows.map(r => r.cells[0].innerText)")
     assert models == sorted(models, key=str.lower)
-    headings = page.eval_on_selector_all("#paper thead th", "hs => hs.map(h => h.innerText)")
+    headings = page.eval_on_selector_all("#paper-table thead th",
+                                         "hs => hs.map(h => h.innerText)")
     index = headings.index("measured")
-    page.locator("#paper thead th").nth(index).locator("button").click()
+    page.locator("#paper-table thead th").nth(index).locator("button").click()
     ratios = [v for v in column(page, "paper", index) if v is not None]
     assert len(ratios) >= 2 and ratios == sorted(ratios)
     page.close()

@@ -733,7 +733,10 @@ def tradeoff_plot(analysis: Analysis, device: str, backend: str, threads: int,
         return None
     if y == "accuracy":
         scale = 100.0 if all(v <= 1.0 for _, v in points) else 1.0
-        ylabel, what, better = "top-1 accuracy, % (higher is better)", "Top-1 accuracy", \
+        sets = sorted({str(d) for d in variants.get("accuracy_dataset", [])
+                       if isinstance(d, str) and d})
+        on = f" on {short(sets[0], 30)}" if len(sets) == 1 else ""
+        ylabel, what, better = f"top-1 accuracy{on}, % (higher is better)", "Top-1 accuracy", \
             "more accurate and faster"
     else:
         scale, ylabel, what, better = 1e-6, "model size, MB (lower is better)", "Size", \
