@@ -136,7 +136,13 @@ def analyse(facts: RunFacts) -> Analysis:
             medians[key.as_reference] = {r["round"]: r["summary_us"] for r in usable}
     speedups = _speedups(facts.cells, cells, medians, reference_backend)
     _judge_targets(cells, speedups, warnings)
-    accuracy = accuracy_rows(facts.evaluations)
+    # Accuracy in table order: device, backend, labelled sets first, then the variants'
+    # own order (fp32 first), as the cells are listed.
+    position = {(v["model"], v["recipe"]): v["position"] if v["position"] is not None else 1e9
+                for v in facts.variants}
+    accuracy = sorted(accuracy_rows(facts.evaluations), key=lambda r: (
+        r["device"], r["backend"], not r["labelled"], r["dataset"],
+        position.get((r["model"], r["recipe"]), 1e9), r["model"], r["recipe"]))
     return Analysis(
         run=facts.run,
         rounds=_frame(rounds, list(rounds[0]) if rounds else
