@@ -18,7 +18,14 @@ from pathlib import Path
 from bench import __version__
 from bench.devices import BACKENDS
 from bench.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, BenchError
-from bench.zoo.recipes import ALL_RECIPES, DEFAULT_CALIBRATION_SIZE, RECIPES, parse_recipes
+from bench.zoo.recipes import (
+    DEFAULT_CALIBRATION_SIZE,
+    DEFAULT_QAT_EPOCHS,
+    DEFAULT_RECIPES,
+    RECIPES,
+    TRAINING_RECIPES,
+    parse_recipes,
+)
 
 DEFAULT_MODELS = ("mobilenet_v2:imagenet", "mobilenet_v1")  # trained weights where the zoo has them
 DEFAULT_DEVICES = ("local",)
@@ -131,6 +138,20 @@ def parse_recipe_arg(text: str) -> str:
     return text
 
 
+def add_training_options(parser: argparse.ArgumentParser, epochs: int | None) -> None:
+    """--train-data, --qat-epochs and --qat-steps: what the QAT recipes fine-tune on."""
+    parser.add_argument("--train-data", metavar="FOLDER", default=None,
+                        help="labelled training images FOLDER/CLASS/IMAGE.jpg (class folders "
+                        "named by number are class indices, else sorted names 0..N-1) for the "
+                        f"QAT recipes {', '.join(TRAINING_RECIPES)}; never an evaluation set")
+    parser.add_argument("--qat-epochs", metavar="N", type=_positive_int, default=epochs,
+                        help=f"fine-tuning epochs of the QAT recipes (default "
+                        f"{DEFAULT_QAT_EPOCHS})")
+    parser.add_argument("--qat-steps", metavar="N", type=_positive_int, default=None,
+                        help="at most N fine-tuning steps (batches of 32) in all, to bound the "
+                        "time on a large folder (default: every epoch in full)")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse exits 2 too; keep its one-line style
         self.print_usage(sys.stderr)
@@ -162,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "to the model before them (default "
                      f"{','.join(DEFAULT_MODELS)}); see `bench models list`")
     run.add_argument("--recipes", type=parse_recipes_arg, default=None,
-                     help=f"quantization recipes (default: all: {','.join(ALL_RECIPES)})")
+                     help="quantization recipes (default: the post-training ones: "
+                     f"{','.join(DEFAULT_RECIPES)}; {','.join(TRAINING_RECIPES)} fine-tune on "
+                     "--train-data, and qat-int8/qat-w4 bring fp32-ft)")
     run.add_argument("--devices", type=_csv, default=None,
                      help="device names = files devices/NAME.toml (default local)")
     run.add_argument("--backends", type=_backends, default=None,
@@ -205,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--calibration", metavar="DATA", default=None,
                      help="calibration images for trained models: skimage-natural (default) or "
                      "a folder of images (FOLDER/CLASS/IMAGE); never an evaluation set")
+    add_training_options(run, None)
     run.add_argument("--accuracy", metavar="DATASETS", type=lambda t: _csv(t, "datasets"),
                      default=None,
                      help="measure accuracy of trained variants on each device after the "
@@ -234,9 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     build = models_sub.add_parser("build", parents=[common],
                                   help="convert models into recipes (cached)")
     build.add_argument("models", type=_models, nargs="+")
-    build.add_argument("--recipes", type=parse_recipes_arg, default=list(ALL_RECIPES))
+    build.add_argument("--recipes", type=parse_recipes_arg, default=list(DEFAULT_RECIPES))
     build.add_argument("--calibration-size", type=_positive_int, default=DEFAULT_CALIBRATION_SIZE)
     build.add_argument("--float-io", action="store_true")
+    add_training_options(build, DEFAULT_QAT_EPOCHS)
     inspect = models_sub.add_parser("inspect", parents=[common],
                                     help="size, ops, dtypes, scales, MACs")
     inspect.add_argument("model", help="a .tflite file, or a zoo name (built if needed)")

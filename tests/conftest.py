@@ -20,7 +20,7 @@ import pytest
 from bench.zoo.build import BuildOptions, VariantBuilder
 from bench.zoo.cache import VariantCache
 from bench.zoo.names import parse_model
-from bench.zoo.recipes import ALL_RECIPES
+from bench.zoo.recipes import DEFAULT_RECIPES
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -55,9 +55,10 @@ def model_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_variants(model_cache) -> dict:
-    """tiny_cnn in every recipe, converted by the real worker (TensorFlow, seconds)."""
+    """tiny_cnn in every post-training recipe, converted by the real worker (TensorFlow,
+    seconds); the QAT recipes need training data (tests/test_zoo_qat.py)."""
     builder = VariantBuilder(VariantCache(model_cache), BuildOptions(calibration_size=8))
-    built = builder.build([parse_model("tiny_cnn")], list(ALL_RECIPES))
+    built = builder.build([parse_model("tiny_cnn")], list(DEFAULT_RECIPES))
     failed = {k: v.error for k, v in built.items() if v.status != "ok"}
     assert not failed, failed
     return {recipe: variant for (_, recipe), variant in built.items()}

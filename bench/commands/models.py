@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from bench.errors import EXIT_OK, ModelError
+from bench.experiments.qat import QAT_RECIPES
 from bench.zoo.architectures import ARCHITECTURES
-from bench.zoo.build import BuildOptions, VariantBuilder
+from bench.zoo.build import BuildOptions, VariantBuilder, check_training, training_choice
 from bench.zoo.cache import VariantCache
 from bench.zoo.names import UserModel, parse_model, parse_models
 from bench.zoo.recipes import RECIPES
@@ -31,6 +32,9 @@ def list_models(args: argparse.Namespace) -> int:
     print("recipes:")
     for recipe in RECIPES.values():
         print(f"  {recipe.name:<16} {recipe.summary}\n  {'':<16} paper: {recipe.paper}")
+    print("\nquantization-aware training (need --train-data FOLDER; not in the default run):")
+    for qat in QAT_RECIPES.values():
+        print(f"  {qat.name:<16} {qat.summary}\n  {'':<16} paper: {qat.paper}")
     return EXIT_OK
 
 
@@ -42,11 +46,17 @@ def _builder(args: argparse.Namespace, options: BuildOptions) -> VariantBuilder:
 def build_models(args: argparse.Namespace) -> int:
     names = [name for group in args.models for name in group]  # each argument is a list
     specs = parse_models(names)
-    built = _builder(args, BuildOptions(args.calibration_size, args.float_io)).build(
-        specs, args.recipes)
+    options = BuildOptions(args.calibration_size, args.float_io,
+                           train_data=training_choice(args.train_data),
+                           qat_epochs=args.qat_epochs, qat_steps=args.qat_steps)
+    check_training(args.recipes, options)
+    built = _builder(args, options).build(specs, args.recipes)
     for (model, recipe), variant in built.items():
         if variant.status == "ok":
             note = " (random weights)" if variant.random_weights else ""
+            packed = ((variant.check or {}).get("weight_levels") or {}).get("packed_4bit_bytes")
+            if packed is not None:
+                note += f" (packed 4-bit size {packed / 1e6:.3f} MB)"
             print(f"{model:<24} {recipe:<16} {variant.size_bytes / 1e6:8.2f} MB  "
                   f"{variant.sha256[:12]}  {variant.path}{note}")
         else:

@@ -43,21 +43,30 @@ from bench.zoo.build import (
     VariantBuilder,
     calibration_choice,
     calibration_dataset,
+    check_training,
     preprocessing_of,
     recipes_for,
+    training_choice,
+    training_dataset,
 )
 from bench.zoo.cache import Variant, VariantCache
 from bench.zoo.names import parse_models
-from bench.zoo.recipes import ALL_RECIPES, DEFAULT_CALIBRATION_SIZE
+from bench.zoo.recipes import (
+    DEFAULT_CALIBRATION_SIZE,
+    DEFAULT_QAT_EPOCHS,
+    DEFAULT_RECIPES,
+    folder_of,
+)
 
 # What a run measures (stored with it; a resume takes these from the store).
 SETTINGS_DEFAULTS: dict = {
-    "models": list(DEFAULT_MODELS), "recipes": list(ALL_RECIPES),
+    "models": list(DEFAULT_MODELS), "recipes": list(DEFAULT_RECIPES),
     "devices": list(DEFAULT_DEVICES), "backends": None, "threads": None, "rounds": None,
     "quick": False, "calibration_size": DEFAULT_CALIBRATION_SIZE, "float_io": False,
     "min_rounds": None, "max_rounds": None, "target": None, "budget": None, "cooldown": None,
     "seed": None, "cpus": None, "runs": None, "min_seconds": None,
     "accuracy": None, "agreement_inputs": None, "calibration": None,
+    "train_data": None, "qat_epochs": DEFAULT_QAT_EPOCHS, "qat_steps": None,
 }
 RESUME_REFUSES = (*SETTINGS_DEFAULTS, "label")
 
@@ -141,10 +150,38 @@ def checked(settings: dict, args: argparse.Namespace) -> tuple:
     found = (devices_from(settings, args.devices_dir), protocol_from(settings),
              parse_models(settings["models"]))
     parse_accuracy(settings.get("accuracy"))
-    build_options(settings)
+    options = build_options(settings)
+    check_training(settings["recipes"], options)
     if settings.get("agreement_inputs") is not None and not settings.get("accuracy"):
         raise UsageError("--agreement-inputs goes with --accuracy DATASETS")
+    check_training_disjoint(settings, options)
     return found
+
+
+def check_training_disjoint(settings: dict, options: BuildOptions) -> None:
+    """A training folder that shares an image (by path or content) with an evaluation set
+    of the run (--accuracy, and the held-out agreement set it brings) is a usage error:
+    fine-tuning on the images accuracy is measured on would flatter the QAT rows."""
+    from bench.accuracy.evaluator import AGREEMENT_SET
+    from bench.data.datasets import assert_disjoint, dataset
+
+    training = training_dataset(options)
+    names = list(parse_accuracy(settings.get("accuracy")))
+    if training is None or not names:
+        return
+    if settings.get("agreement_inputs") != 0 and AGREEMENT_SET not in names:
+        names.append(AGREEMENT_SET)
+    for name in names:
+        if name == "fashion-mnist":
+            continue  # raw pixels, no image files: nothing a folder of files can share
+        evaluation = dataset(name, input_shape=(224, 224, 3),
+                             **({"size": 1} if name == AGREEMENT_SET else {}))
+        try:
+            assert_disjoint(training, evaluation, what="training")
+        except UsageError as exc:
+            raise UsageError(f"--train-data {folder_of(options.train_data or '')}: {exc}; "
+                             "training on evaluation images would flatter the QAT "
+                             "rows") from None
 
 
 def make_evaluator(settings: dict, directory: Path, variants: list[Variant],
@@ -179,7 +216,10 @@ def resume_settings(args: argparse.Namespace, store: Store) -> dict:
 
 def build_options(settings: dict) -> BuildOptions:
     return BuildOptions(settings["calibration_size"], settings["float_io"],
-                        calibration_choice(settings.get("calibration")))
+                        calibration_choice(settings.get("calibration")),
+                        train_data=training_choice(settings.get("train_data")),
+                        qat_epochs=settings.get("qat_epochs") or DEFAULT_QAT_EPOCHS,
+                        qat_steps=settings.get("qat_steps"))
 
 
 def _build(args: argparse.Namespace, settings: dict, specs: list) -> tuple:

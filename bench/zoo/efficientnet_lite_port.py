@@ -33,10 +33,8 @@ BN_EPSILON = 1e-3
 
 
 class _Builder:
-    def __init__(self, state: dict[str, np.ndarray]):
-        from keras import layers
-
-        self.layers = layers
+    def __init__(self, state: dict[str, np.ndarray], keras: Any):
+        self.layers = keras.layers
         self.weights = StateDict(state, "efficientnet-lite-pytorch's EfficientNet-Lite0")
 
     def conv(self, x, key: str, stride: int = 1, depthwise: bool = False):
@@ -59,11 +57,13 @@ class _Builder:
         return self.layers.ReLU(6.0)(x) if relu else x
 
 
-def build(state: dict[str, np.ndarray], size: int = 224) -> Any:
-    """The Keras model of EfficientNet-Lite0 holding `state` (logits out)."""
-    import keras
+def build(state: dict[str, np.ndarray], size: int = 224, keras: Any = None) -> Any:
+    """The Keras model of EfficientNet-Lite0 holding `state` (logits out); `keras` is the
+    Keras module to build with (default Keras 3; the QAT worker passes tf_keras)."""
+    if keras is None:
+        import keras
 
-    builder = _Builder(state)
+    builder = _Builder(state, keras)
     layers = builder.layers
     inputs = keras.Input(shape=(size, size, 3))
     x = builder.conv(inputs, "_conv_stem.weight", stride=2)

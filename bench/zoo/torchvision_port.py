@@ -42,10 +42,8 @@ BN_EPSILON = 1e-5
 class _Builder:
     """Adds torchvision's modules one by one, taking each one's weights by its key."""
 
-    def __init__(self, state: dict[str, np.ndarray]):
-        from keras import layers
-
-        self.layers = layers
+    def __init__(self, state: dict[str, np.ndarray], keras: Any):
+        self.layers = keras.layers
         self.weights = StateDict(state, "torchvision's MobileNetV2")
 
     def conv_bn(self, x, prefix: str, stride: int = 1, depthwise: bool = False,
@@ -80,11 +78,13 @@ class _Builder:
         return x
 
 
-def build(state: dict[str, np.ndarray], size: int = 224) -> Any:
-    """The Keras model of torchvision's MobileNetV2 (width 1.0) holding `state`."""
-    import keras
+def build(state: dict[str, np.ndarray], size: int = 224, keras: Any = None) -> Any:
+    """The Keras model of torchvision's MobileNetV2 (width 1.0) holding `state`; `keras` is
+    the Keras module to build with (default Keras 3; the QAT worker passes tf_keras)."""
+    if keras is None:
+        import keras
 
-    builder = _Builder(state)
+    builder = _Builder(state, keras)
     layers = builder.layers
     inputs = keras.Input(shape=(size, size, 3))
     x = builder.conv_bn(inputs, "features.0", stride=2)

@@ -7,6 +7,11 @@ crashes takes down the worker, not the sweep.
 
 Protocol: `python -m bench.zoo.worker REQUESTS.json`; for each finished request one
 line `BENCH-BUILD <json>` on stdout. TensorFlow's own chatter goes to stderr.
+
+A request with `export` converts nothing: it writes the Keras 3 model's weights (layer by
+layer), a few inputs and the model's logits on them to that .npz file, for the QAT worker
+(`bench.zoo.qat_worker`), which rebuilds the model with tf_keras, loads those weights and
+checks it computes the same logits before fine-tuning anything.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import time
 from pathlib import Path
 
 PROGRESS_PREFIX = "BENCH-BUILD "
+NOTE_PREFIX = "BENCH-NOTE "  # a line the harness shows as it is (the QAT worker's progress)
+EXPORT_CHECK_INPUTS = 4  # inputs on which the tf_keras rebuild must give the same logits
 
 
 def short_error(exc: BaseException) -> str:
@@ -95,14 +102,76 @@ def build_one(request: dict, keras_model, reference: Path | None) -> dict:
     return result
 
 
+def check_inputs(request: dict, shape: tuple[int, ...]):
+    """EXPORT_CHECK_INPUTS inputs for the rebuild check: images spread over the training
+    folder, made as the model's weights expect; seeded uniform [-1, 1] noise when the
+    folder cannot feed this model (then the QAT worker says why it cannot train either)."""
+    import numpy as np
+
+    from bench.errors import UsageError
+
+    try:
+        from bench.data.datasets import dataset
+
+        images = dataset(request["train_data"], input_shape=shape,
+                         preprocessing=request["preprocessing"])
+        picks = np.unique(np.linspace(0, len(images) - 1, EXPORT_CHECK_INPUTS).astype(int))
+        return np.concatenate([images.slice(int(i), int(i) + 1)[0] for i in picks])
+    except (UsageError, OSError, ValueError):
+        rng = np.random.default_rng(2018)
+        return rng.uniform(-1.0, 1.0, (EXPORT_CHECK_INPUTS, *shape)).astype(np.float32)
+
+
+def export_one(request: dict, keras_model) -> dict:
+    """The Keras 3 model's weights, layer by layer (each weighted layer's `get_weights()`,
+    in the model's layer order), its logits on a few inputs, and for a user's Keras file its
+    graph (`bench.zoo.qat_graph`), into the request's .npz file."""
+    import numpy as np
+
+    from bench.zoo.qat_graph import describe_graph
+
+    if keras_model is None:
+        raise ValueError("a SavedModel has no Keras layers to fine-tune")
+    if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
+        raise ValueError("QAT takes models with one input and one output")
+    shape = tuple(int(d) for d in keras_model.inputs[0].shape[1:])
+    inputs = check_inputs(request, shape)
+    logits = np.asarray(keras_model(inputs, training=False), dtype=np.float32)
+    arrays, names, classes, counts = {}, [], [], []
+    for layer in keras_model.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        index = len(names)
+        names.append(layer.name)
+        classes.append(type(layer).__name__)
+        counts.append(len(weights))
+        arrays.update({f"w{index}:{j}": np.asarray(w) for j, w in enumerate(weights)})
+    graph = json.dumps(describe_graph(keras_model)) if request["source"]["kind"] == "keras" \
+        else ""
+    out = Path(request["export"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, check_inputs=inputs, check_logits=logits, layer_names=np.array(names),
+             layer_classes=np.array(classes), layer_counts=np.array(counts, dtype=np.int64),
+             graph=np.array(graph), **arrays)
+    return {"status": "ok", "export": str(out)}
+
+
 def run(requests: list[dict]) -> None:
     from bench.zoo.cache import Variant, VariantCache
 
     by_source: dict[str, list[dict]] = {}
     for request in requests:
         by_source.setdefault(json.dumps(request["source"], sort_keys=True), []).append(request)
-    for group in by_source.values():
+    # Models only exported (every variant cached) last: building a Keras model moves the
+    # process's layer-name counters, which the names in later conversions' files follow.
+    for group in sorted(by_source.values(), key=lambda g: all("export" in r for r in g)):
+        exports = [r for r in group if "export" in r]
+        group = [r for r in group if "export" not in r]
         group.sort(key=lambda r: r["variant"]["recipe"] != "fp32")
+        if not group:
+            _exports(exports)
+            continue
         try:
             keras_model = load_source(group[0]["source"])
             load_error = None
@@ -125,6 +194,29 @@ def run(requests: list[dict]) -> None:
             if variant.recipe == "fp32" and variant.status == "ok":
                 reference = Path(request["out_dir"]) / "model.tflite"
             print(PROGRESS_PREFIX + json.dumps({"id": request["id"], **outcome}), flush=True)
+        _exports(exports, keras_model, load_error)
+
+
+def _exports(requests: list[dict], keras_model=None, load_error: str | None = None) -> None:
+    """Write each export request's file (the model loaded here if not given)."""
+    if not requests:
+        return
+    if keras_model is None and load_error is None:
+        try:
+            keras_model = load_source(requests[0]["source"])
+        except Exception as exc:
+            load_error = f"cannot load the model: {short_error(exc)}"
+    for request in requests:
+        if load_error:
+            outcome = {"status": "failed", "error": load_error}
+        else:
+            try:
+                outcome = export_one(request, keras_model)
+            except Exception as exc:
+                outcome = {"status": "failed", "error": f"cannot export the Keras 3 model for "
+                           f"QAT: {short_error(exc)}"}
+        outcome["export"] = request["export"]
+        print(PROGRESS_PREFIX + json.dumps({"id": request["id"], **outcome}), flush=True)
 
 
 def main(argv: list[str]) -> int:
