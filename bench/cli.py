@@ -286,6 +286,21 @@ def build_parser() -> argparse.ArgumentParser:
                             help="the experiment's own options")
 
     commands.add_parser("runs", parents=[common], help="runs in the store")
+    compare = commands.add_parser(
+        "compare", parents=[common],
+        help="did anything get slower? NEW against BASE, judged on round medians")
+    compare.add_argument("base", help="a run id, latest, a label, or last:K (the K newest "
+                         "completed runs before NEW)")
+    compare.add_argument("new", nargs="?", default="latest",
+                         help="a run id or label (default: the latest completed run)")
+    compare.add_argument("--min-effect", type=float, default=5.0, metavar="PCT",
+                         help="smallest slowdown that fails the gate, percent (default 5)")
+    compare.add_argument("--alpha", type=float, default=5.0, metavar="PCT",
+                         help="chance of a false alarm on a clean night, over all its "
+                         "benchmarks, percent (default 5)")
+    compare.add_argument("--format", choices=("table", "md", "json"), default="table")
+    compare.add_argument("--strict", action="store_true",
+                         help="also fail (exit 1) on suspect and not comparable benchmarks")
     report = commands.add_parser("report", parents=[common, dashboards],
                                  help="the report of a stored run")
     report.add_argument("run_id", nargs="?", type=_run_id, help="default: the latest run")
@@ -339,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.commands.runs import list_runs
 
             return list_runs(args)
+        if args.command == "compare":
+            from bench.commands.compare import compare_command
+
+            return compare_command(args)
         if args.command == "report":
             from bench.commands.runs import report
 
