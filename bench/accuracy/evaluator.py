@@ -90,7 +90,7 @@ def _calibrations(variants: list[Variant]) -> set[tuple[str, int]]:
     for variant in variants:
         calibration = (variant.key or {}).get("calibration")
         if isinstance(calibration, dict) and calibration.get("data"):
-            found.add((str(calibration["data"]), int(calibration.get("size") or 0)))
+            found.add((str(calibration["data"]), int(calibration["size"])))
     return found
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass
 
@@ -84,7 +85,9 @@ def compare_runs(store, base_ids: list[str], new_id: str, min_effect: float = 0.
     adjusted = family_adjust([r.comparison for r in rows], alpha_family=alpha)
     for row, result in zip(rows, adjusted, strict=True):
         row.comparison = result
-    rows.sort(key=lambda r: (ORDER.index(r.comparison.verdict), -(r.comparison.ratio or 0)))
+    rows.sort(key=lambda r: (ORDER.index(r.comparison.verdict),
+                             -r.comparison.ratio if r.comparison.ratio is not None
+                             else math.inf))
     return rows
 
 
@@ -96,6 +99,13 @@ def _ratio(c: Comparison) -> str:
     return text + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
 
 
+def _rounds(c: Comparison) -> str:
+    """Rounds of the new run / baseline runs compared ('-' where none were)."""
+    if c.rounds is None:
+        return "-"
+    return f"{c.rounds}/{c.baseline_runs if c.baseline_runs is not None else '-'} run(s)"
+
+
 def render_table(rows: list[Row], base_ids: list[str], new_id: str) -> str:
     tested = [r.comparison for r in rows if r.comparison.tested]
     level = (f"ratio: new/baseline latency with its {(1 - 2 * tested[0].alpha) * 100:.4g}% "
@@ -105,7 +115,7 @@ def render_table(rows: list[Row], base_ids: list[str], new_id: str) -> str:
              f"{level})"]
     header = ("verdict", "benchmark", "ratio", "rounds", "what changed")
     table = [(str(r.comparison.verdict), r.benchmark.label, _ratio(r.comparison),
-              f"{r.comparison.rounds or '-'}/{r.comparison.baseline_runs or 0} run(s)",
+              _rounds(r.comparison),
               ", ".join(r.changed) or "-") for r in rows]
     widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h)
               for i, h in enumerate(header)]

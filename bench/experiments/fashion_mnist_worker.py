@@ -108,6 +108,23 @@ def save_layer_weights(model: Any, path: Path, images: Any, indices: Any) -> Non
              check_logits=logits.astype(np.float32), **arrays)
 
 
+def epoch_progress(keras: Any, epochs: int, **fields: Any) -> Any:
+    """A Keras callback class that emits an `epoch` line (loss, accuracy, seconds) after
+    each epoch, with `fields` (e.g. the recipe) added."""
+
+    class Progress(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = logs or {}
+            emit("epoch", **fields, epoch=epoch + 1, epochs=epochs,
+                 loss=float(logs["loss"]), accuracy=float(logs["accuracy"]),
+                 seconds=round(time.perf_counter() - self.started, 2))
+
+    return Progress
+
+
 def weights_sha256(model: Any) -> str:
     """A digest of the trained weights (the .keras file holds a save date, so it cannot be
     compared between runs)."""
@@ -140,16 +157,7 @@ def train(job: dict, keras: Any, tf: Any, images: Any, labels: Any) -> tuple[Any
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
 
-    class Progress(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            logs = logs or {}
-            emit("epoch", epoch=epoch + 1, epochs=epochs, loss=float(logs.get("loss", 0.0)),
-                 accuracy=float(logs.get("accuracy", 0.0)),
-                 seconds=round(time.perf_counter() - self.started, 2))
-
+    Progress = epoch_progress(keras, epochs)
     started = time.perf_counter()
     history = model.fit(images, labels, batch_size=int(job["batch_size"]), epochs=epochs,
                         shuffle=True, verbose=0, callbacks=[Progress()])

@@ -49,6 +49,7 @@ from bench.experiments.fashion_mnist_worker import (
     THREAD_VARIABLES,
     build_model,
     emit,
+    epoch_progress,
     file_sha256,
     job_main,
     short_error,
@@ -142,16 +143,7 @@ def fine_tune(model: Any, recipe: str, job: dict, keras: Any, images: Any,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
 
-    class Progress(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            logs = logs or {}
-            emit("epoch", recipe=recipe, epoch=epoch + 1, epochs=epochs,
-                 loss=float(logs.get("loss", 0.0)), accuracy=float(logs.get("accuracy", 0.0)),
-                 seconds=round(time.perf_counter() - self.started, 2))
-
+    Progress = epoch_progress(keras, epochs, recipe=recipe)
     started = time.perf_counter()
     history = model.fit(images, labels, batch_size=batch_size, epochs=epochs, shuffle=True,
                         verbose=0, callbacks=[Progress()])

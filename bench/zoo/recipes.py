@@ -158,7 +158,7 @@ def _qat_software() -> dict:
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
-            found[package] = "unknown"
+            found[package] = None  # not installed: the key says so, no stand-in
     return found
 
 
