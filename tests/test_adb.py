@@ -268,8 +268,14 @@ def test_a_hung_round_is_killed_on_the_phone(workdir, phone, tmp_path, model_cac
     device_file.write_text(device_file.read_text().replace("timeout_s = 120", "timeout_s = 3"))
 
     def sleeping() -> list[int]:
-        return [pid for pid in phone.processes()
-                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep\x00300")]
+        found = []
+        for pid in phone.processes():
+            try:  # a process may end between the listing and this read
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep\x00300"):
+                    found.append(pid)
+            except OSError:
+                continue
+        return found
 
     args = [*RUN, "--devices", "hangs", "--recipes", "fp32", "--cache", str(model_cache)]
     if stop == "timeout":

@@ -24,8 +24,11 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead for our purpose
-        return stat.read().split()[2] != "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead for our purpose
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:  # reaped since the kill(0)
+        return False
 
 
 def test_timeout_kills_the_whole_process_group(tmp_path):
