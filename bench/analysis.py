@@ -38,11 +38,10 @@ from bench.accuracy.figures import ACCURACY_COLUMNS, accuracy_rows, headline_acc
 from bench.keys import KEY_COLUMNS, REFERENCE_RECIPE, CellKey, ReferenceKey
 from bench.measure.noise import cell_warnings
 from bench.measure.stats import Estimate, cv, estimate, paired_ratios
-from bench.results import fell_back
 from bench.store.base import RunFacts
+from bench.usable import by_cell, cell_status, delegation, judged_rounds
 
 CPU_BACKENDS = ("xnnpack", "cpu")  # what runs on the CPU; the first declared is the reference
-FALLBACK = "fallback"
 TINY_US = 100.0  # under this per inference, the Python invoke() call is a visible part
 SAME_BACKEND, VS_CPU_FP32 = "same_backend", "vs_cpu_fp32"
 
@@ -106,18 +105,8 @@ def _present(value) -> bool:
 
 
 def analyse(facts: RunFacts) -> Analysis:
-    complete = {(r["device"], r["round"]): r["finished_at"] is not None
-                for r in facts.device_rounds}
-    rounds = []
-    for row in facts.rounds:
-        ok = row["status"] == "ok" and _present(row["summary_us"])
-        whole = complete.get((row["device"], row["round"]), False)
-        std, mean = row.get("std_us"), row.get("mean_us")
-        rounds.append({**row, "complete": whole, "usable": ok and whole,
-                       "iterations_cv": std / mean if _present(std) and mean else None})
-    by_cell: dict[str, list[dict]] = {}
-    for row in rounds:
-        by_cell.setdefault(row["cell_id"], []).append(row)
+    rounds = judged_rounds(facts)
+    rounds_of = by_cell(rounds)
 
     devices = _devices(facts)
     reference_backend = {d["device"]: d["cpu_reference_backend"] for d in devices}
@@ -126,7 +115,7 @@ def analyse(facts: RunFacts) -> Analysis:
     sizes = {(v["model"], v["recipe"]): v["size_bytes"] for v in facts.variants}
     cells, warnings, medians = [], [], {}
     for cell in facts.cells:
-        row, cell_warns, usable = _cell(cell, by_cell.get(cell["cell_id"], []))
+        row, cell_warns, usable = _cell(cell, rounds_of.get(cell["cell_id"], []))
         row["random_weights"] = random_weights.get((cell["model"], cell["recipe"]), False)
         row["size_bytes"] = sizes.get((cell["model"], cell["recipe"]))
         cells.append(row)
@@ -177,7 +166,7 @@ def _cell(cell: dict, rounds: list[dict]) -> tuple[dict, list[str], list[dict]]:
     usable = sorted((r for r in rounds if r["usable"]), key=lambda r: r["round"])
     incomplete = [r for r in rounds if r["status"] == "ok" and not r["complete"]]
     failed = [r for r in rounds if r["status"] != "ok"]
-    status, reason = cell["status"], cell["reason"]
+    status, reason = cell_status(cell, rounds, usable)
     medians = [r["summary_us"] for r in usable]
     pilot = _pilot(cell)
     latency = _interval(medians, pilot)
@@ -185,15 +174,7 @@ def _cell(cell: dict, rounds: list[dict]) -> tuple[dict, list[str], list[dict]]:
     iteration_cvs = [r["iterations_cv"] for r in usable if _present(r["iterations_cv"])]
     iterations_cv = statistics.median(iteration_cvs) if iteration_cvs else None
     first = usable[0] if usable else None
-    delegated = _delegation(cell["backend"], usable)
-    if status in ("ok", "pending") and usable and fell_back(cell["backend"], delegated):
-        status = FALLBACK
-        reason = (f"the {cell['backend']} delegate took none of the graph "
-                  f"({first['delegation_evidence'] or 'no delegate nodes'}; "
-                  f"{first['runtime_name']} {first['runtime_version']}): built-in kernels ran "
-                  "it, so this is not a figure for that backend")
-    elif status in ("ok", "pending") and not usable and failed:
-        status, reason = "failed", reason or failed[0]["error"]
+    delegated = delegation(cell["backend"], usable)
     warns = cell_warnings(usable, cell["threads"], rounds_cv, iterations_cv) if usable else []
     if usable and failed:
         warns.append(f"{len(failed)} round(s) failed: {failed[0]['error']}")
@@ -253,14 +234,6 @@ def _cell(cell: dict, rounds: list[dict]) -> tuple[dict, list[str], list[dict]]:
         "warnings": warns,
     }
     return row, warns, usable
-
-
-def _delegation(backend: str, rounds: list[dict]) -> str | None:
-    """yes / no / unknown from the rounds (one verdict if they agree, else 'mixed')."""
-    verdicts = {r["delegated"] for r in rounds if r["delegated"]}
-    if not verdicts:
-        return None
-    return verdicts.pop() if len(verdicts) == 1 else "mixed"
 
 
 SPEEDUP_COLUMNS = [*KEY_COLUMNS, "reference", "reference_backend", "speedup", "speedup_low",

@@ -266,3 +266,25 @@ def test_the_family_level_does_not_make_equivalence_unreachable():
     assert all(c.alpha == pytest.approx(0.05 / 12) for c in night)
     assert sum(c.verdict is Verdict.UNCHANGED for c in night) >= 9
     assert not any(c.failing for c in night)
+
+
+def test_history_spread_is_estimated_within_configurations():
+    """A model revision 30% slower five runs ago is a step, not run-to-run noise: grouped
+    by configuration the history gives the true spread; ungrouped it would be inflated and
+    hide tonight's further 15% slowdown."""
+    rng = np.random.default_rng(3)
+    spread = {"sigma_w": 0.03, "sigma_u": 0.01}
+    old = runs(rng, 10, 10, **spread)
+    revised = [run(rng, 10, factor=1.3, **spread) for _ in range(10)]
+    groups = ["old"] * 10 + ["revised"] * 10
+    tonight = run(rng, 10, factor=1.3 * 1.15, **spread)
+    grouped = compare(tonight, revised[-3:], BenchmarkHistory.from_runs(old + revised, groups))
+    mixed = compare(tonight, revised[-3:], BenchmarkHistory.from_runs(old + revised))
+    assert grouped.run_to_run_sd < 0.03 < mixed.run_to_run_sd
+    assert grouped.df == pytest.approx(18.0, abs=1.0)  # (10 - 1) + (10 - 1) run means
+    assert grouped.verdict is Verdict.REGRESSED, grouped.reason
+    assert mixed.verdict is not Verdict.REGRESSED
+    # groups of one run give no spread: the baseline runs' own means are used instead
+    alone = compare(tonight, revised[-3:], BenchmarkHistory.from_runs(revised[-3:],
+                                                                      ["a", "b", "c"]))
+    assert alone.run_to_run_source == "baseline runs"

@@ -98,6 +98,7 @@ from bench.regress.variance import (
     RunToRun,
     VarianceEstimate,
     difference_variance,
+    from_grouped_run_means,
     from_prior,
     from_run_means,
     inverse_rounds,
@@ -166,27 +167,38 @@ class BenchmarkHistory:
     rounds: tuple[int, ...] = ()
     prior_variance: float | None = None
     prior_df: float | None = None
+    groups: tuple[object, ...] = ()  # per run mean: its configuration (model bytes, versions)
 
     def __post_init__(self) -> None:
         if self.rounds and len(self.rounds) != len(self.run_means_us):
             raise ValueError("one rounds count per run mean")
+        if self.groups and len(self.groups) != len(self.run_means_us):
+            raise ValueError("one group per run mean")
 
     @classmethod
-    def from_runs(cls, runs: Sequence[Sequence[float]]) -> BenchmarkHistory:
-        """From earlier runs' round medians (µs), one sequence per run."""
-        kept = [list(run) for run in runs if len(run)]
-        return cls(tuple(math.exp(statistics.fmean(_logs(run))) for run in kept),
-                   tuple(len(run) for run in kept))
+    def from_runs(cls, runs: Sequence[Sequence[float]],
+                  groups: Sequence[object] | None = None) -> BenchmarkHistory:
+        """From earlier runs' round medians (µs), one sequence per run; `groups` names each
+        run's configuration, so that the run-to-run spread is estimated within
+        configurations (a model revision's step is not noise)."""
+        kept = [i for i, run in enumerate(runs) if len(run)]
+        return cls(tuple(math.exp(statistics.fmean(_logs(runs[i]))) for i in kept),
+                   tuple(len(runs[i]) for i in kept),
+                   groups=tuple(groups[i] for i in kept) if groups is not None else ())
 
     def run_to_run(self, within: VarianceEstimate, typical_h: float) -> RunToRun | None:
         if len(self.run_means_us) >= 2:
-            h_rounds = self.rounds or ()
             means = _logs(self.run_means_us)
-            if h_rounds:
-                return from_run_means(means, h_rounds, within, "history")
             # rounds unknown: as many as the baseline's runs typically had
-            typical = max(1, round(1.0 / typical_h))
-            return from_run_means(means, [typical] * len(means), within, "history")
+            rounds = self.rounds or (max(1, round(1.0 / typical_h)),) * len(means)
+            labels = self.groups or (None,) * len(means)
+            grouped: dict[object, tuple[list[float], list[int]]] = {}
+            for label, mean, count in zip(labels, means, rounds, strict=True):
+                grouped.setdefault(label, ([], []))
+                grouped[label][0].append(mean)
+                grouped[label][1].append(count)
+            if any(len(m) >= 2 for m, _ in grouped.values()):
+                return from_grouped_run_means(list(grouped.values()), within, "history")
         if self.prior_variance is not None:
             return from_prior(self.prior_variance, self.prior_df, "prior")
         return None

@@ -7,8 +7,8 @@ model hash, runtime or converter version is what a nightly gate exists to catch:
 reported as "what changed", never as a reason not to compare. Only another device
 fingerprint (other hardware: CPU model, features, count, architecture) is not comparable.
 
-Round medians come from `bench.analysis` (usable rounds only), so the gate judges exactly
-the figures every report shows.
+Round medians come from `bench.analysis.gate_cells` (usable rounds, shown status: the rules
+`analyse` itself applies), so the gate judges exactly the figures every report shows.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import json
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from bench.analysis import analyse
 from bench.errors import UsageError
 from bench.store.base import Store
+from bench.usable import gate_cells, latest_devices
 
 
 class Benchmark(NamedTuple):
@@ -65,23 +65,12 @@ def fingerprint(device: dict) -> str | None:
 
 def run_benchmarks(store: Store, run_id: str) -> RunBenchmarks:
     facts = store.facts(run_id)
-    analysis = analyse(facts)
-    devices = {d["device"]: d for d in analysis.devices.to_dict("records")}
+    devices = latest_devices(facts)
     variants = {(v["model"], v["recipe"]): v for v in facts.variants}
-    medians: dict[tuple, list[float]] = {}
-    rounds = analysis.rounds
-    if not rounds.empty:
-        usable = rounds[rounds["usable"].astype(bool)]
-        for row in usable.sort_values("round").to_dict("records"):
-            key = (row["model"], row["recipe"], row["device"], row["backend"],
-                   int(row["threads"]))
-            medians.setdefault(key, []).append(float(row["summary_us"]))
     found: dict[Benchmark, Measured] = {}
-    for cell in analysis.cells.to_dict("records"):
+    for cell in gate_cells(facts):
         if cell["status"] != "ok":
             continue
-        key = (cell["model"], cell["recipe"], cell["device"], cell["backend"],
-               int(cell["threads"]))
         variant = variants.get((cell["model"], cell["recipe"]), {})
         device = devices.get(cell["device"], {})
         source = variant.get("source") or cell["model"]
@@ -89,7 +78,7 @@ def run_benchmarks(store: Store, run_id: str) -> RunBenchmarks:
         found[Benchmark(source, cell["recipe"], cell["device"], cell["backend"],
                         int(cell["threads"]))] = Measured(
             run_id=run_id, started_at=str(facts.run["started_at"]),
-            medians_us=medians.get(key, []), sha256=cell.get("sha256"),
+            medians_us=[float(m) for m in cell["medians_us"]], sha256=cell.get("sha256"),
             fingerprint=fingerprint(device),
             versions={"runtime": " ".join(str(device[k]) for k in ("runtime_name",
                                                                     "runtime_version")
@@ -99,34 +88,81 @@ def run_benchmarks(store: Store, run_id: str) -> RunBenchmarks:
     return RunBenchmarks(facts.run, found)
 
 
+class RunCache:
+    """Each run's benchmarks, read once: a night's comparison and the trend pages read
+    the same earlier runs many times."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._found: dict[str, RunBenchmarks] = {}
+
+    def __call__(self, run_id: str) -> RunBenchmarks:
+        if run_id not in self._found:
+            self._found[run_id] = run_benchmarks(self.store, run_id)
+        return self._found[run_id]
+
+
 def completed_runs(store: Store) -> list[dict]:
     """Runs whose every cell finished, oldest first."""
     return [r for r in store.runs() if r["status"] == "completed"]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What a baseline reference resolved to: `runs`, oldest first, and for `last:K` the K
+    (`per_benchmark`): each benchmark is then judged against the K newest of those runs
+    that contain it on the same device fingerprint."""
+
+    ref: str
+    runs: list[str]
+    per_benchmark: int | None = None
+
+
+def resolve_baseline(store: Store, ref: str, before: str | None = None) -> Baseline:
+    """A run id, `latest` or a label: those runs. `last:K`: every completed run before
+    `before` is a candidate, K per benchmark (`Baseline.per_benchmark`)."""
+    if ref.startswith("last:") and ref not in {r["id"] for r in store.runs()}:
+        count = _last_count(ref)
+        done = _completed_before(store, before)
+        if not done:
+            raise UsageError("no completed run to compare with (`bench runs` lists them)")
+        return Baseline(ref, [r["id"] for r in done], count)
+    return Baseline(ref, resolve(store, ref, before))
+
+
+def _last_count(ref: str) -> int:
+    try:
+        count = int(ref[5:])
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise UsageError(f"{ref!r}: last:K takes a positive number of runs, e.g. last:10")
+    return count
+
+
+def _completed_before(store: Store, before: str | None) -> list[dict]:
+    runs = store.runs()
+    done = completed_runs(store)
+    if before is not None:
+        cut = next((r["started_at"] for r in runs if r["id"] == before), None)
+        done = [r for r in done if r["id"] != before and (cut is None or r["started_at"] < cut)]
+    return done
 
 
 def resolve(store: Store, ref: str, before: str | None = None) -> list[str]:
     """Run ids for a reference: a run id, `latest` (the newest completed run before
     `before`), `last:K` (the K newest completed runs before it) or a label (the newest
     completed run with that label before it)."""
-    runs = store.runs()
-    ids = [r["id"] for r in runs]
+    ids = [r["id"] for r in store.runs()]
     if ref in ids:
         return [ref]
-    done = completed_runs(store)
-    if before is not None:
-        cut = next((r["started_at"] for r in runs if r["id"] == before), None)
-        done = [r for r in done if r["id"] != before and (cut is None or r["started_at"] < cut)]
+    done = _completed_before(store, before)
     if ref == "latest":
         if not done:
             raise UsageError("no completed run to compare with (`bench runs` lists them)")
         return [done[-1]["id"]]
     if ref.startswith("last:"):
-        try:
-            count = int(ref[5:])
-        except ValueError:
-            count = 0
-        if count < 1:
-            raise UsageError(f"{ref!r}: last:K takes a positive number of runs, e.g. last:10")
+        count = _last_count(ref)
         if not done:
             raise UsageError("no completed run to compare with (`bench runs` lists them)")
         return [r["id"] for r in done[-count:]]

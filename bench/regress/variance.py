@@ -52,8 +52,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["RunToRun", "VarianceEstimate", "difference_variance", "from_prior",
-           "from_run_means", "inverse_rounds", "pooled_within", "satterthwaite"]
+__all__ = ["RunToRun", "VarianceEstimate", "difference_variance", "from_grouped_run_means",
+           "from_prior", "from_run_means", "inverse_rounds", "pooled_within", "satterthwaite"]
 
 
 @dataclass(frozen=True)
@@ -131,12 +131,25 @@ def inverse_rounds(rounds: Sequence[int]) -> float:
 def from_run_means(means: Sequence[float], rounds: Sequence[int], within: VarianceEstimate,
                    source: str) -> RunToRun:
     """u^2-hat = max(0, V - s_w^2 * mean(1/m)) from two or more run means (logs)."""
-    if len(means) < 2:
+    return from_grouped_run_means([(means, rounds)], within, source)
+
+
+def from_grouped_run_means(groups: Sequence[tuple[Sequence[float], Sequence[int]]],
+                           within: VarianceEstimate, source: str) -> RunToRun:
+    """As `from_run_means`, with V pooled within groups of runs (each group's means about
+    its own centre, over the sum of n_g - 1): runs of another model file or runtime sit
+    at another level, and that step is what the gate looks for, not run-to-run noise.
+    Groups of one run add nothing."""
+    used = [(list(m), list(r)) for m, r in groups if len(m) >= 2]
+    df = sum(len(m) - 1 for m, _ in used)
+    if df < 1:
         raise ValueError("the run-to-run variance needs two or more run means")
-    h = inverse_rounds(rounds)
-    centre = statistics.fmean(means)
-    spread = VarianceEstimate(sum((y - centre) ** 2 for y in means) / (len(means) - 1),
-                              float(len(means) - 1))
+    squares = 0.0
+    for means, _ in used:
+        centre = statistics.fmean(means)
+        squares += sum((y - centre) ** 2 for y in means)
+    h = inverse_rounds([m for _, rounds in used for m in rounds])
+    spread = VarianceEstimate(squares / df, float(df))
     value = max(0.0, spread.value - within.value * h)
     df = satterthwaite([(spread.value, spread.df), (-within.value * h, within.df)]) \
         if value > 0 else math.inf
