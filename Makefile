@@ -12,7 +12,7 @@ OLD_PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.8*/bin/python3.8 python3
 	"$$p" -c 'import venv' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 OLD_VENV ?= .venv-tflite-runtime
 
-.PHONY: run test lint venv old-venv system-deps assets clean bench-overhead bench-default bench-protocol bench-ssh bench-coverage bench-dashboard bench-port bench-fashion-mnist
+.PHONY: run nightly test lint venv old-venv system-deps assets clean bench-overhead bench-default bench-protocol bench-ssh bench-coverage bench-dashboard bench-port bench-fashion-mnist bench-gate bench-compare
 
 venv: $(VENV)/.installed
 
@@ -42,6 +42,11 @@ $(OLD_VENV)/.installed:
 
 run: venv assets
 	$(PY) -m bench run $(ARGS)
+
+# The nightly recipe (README, "Nightly jobs"): the sweep file, gated on the last 10 nights.
+NIGHTLY ?= examples/nightly/nightly.toml
+nightly: venv assets
+	$(PY) -m bench run --config $(NIGHTLY) --baseline last:10 $(ARGS)
 
 # Debian packages the tests use as real parts: OpenSSH's server (the SSH transport tests),
 # the adb client (the system-adb transport, against the ADB device emulator in tests/),
@@ -88,3 +93,12 @@ bench-ssh: venv old-venv system-deps
 
 clean:
 	rm -rf $(VENV) $(OLD_VENV) models/cache $(ASSETS)
+
+# The regression gate: 20 A/A and 20 A/B real nights (their own store in /tmp/gate-real-check),
+# then the simulated rates with the noise of those nights' A runs.
+bench-gate: venv
+	$(PY) benchmarks/gate_real_check.py $(ARGS)
+	$(PY) benchmarks/gate_simulation.py --store /tmp/gate-real-check/bench.sqlite --label A
+
+bench-compare: venv
+	$(PY) benchmarks/compare_speed.py

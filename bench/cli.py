@@ -1,9 +1,10 @@
-"""`bench` command line: run, models, devices, runs, report, experiment.
+"""`bench` command line: run, models, devices, runs, prune, report, compare, experiment.
 
-Exit codes: 0 the sweep completed (failed cells are results); 2 usage or
-configuration error; 3 a device could not be used at all, or any failed cell with
---strict; 130 interrupted by Ctrl-C, SIGTERM or SIGHUP (finished rounds are kept;
-`bench run --resume RUN_ID`).
+Exit codes: 0 the sweep completed (failed cells are results); 1 the regression gate failed
+(`run --baseline`, `compare`); 2 usage or configuration error; 3 a device could not be used
+at all, or any failed cell with --strict (wins over 1: the night is incomplete); 130
+interrupted by Ctrl-C, SIGTERM or SIGHUP (finished rounds are kept; `bench run --resume
+RUN_ID`; no gate).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from bench import __version__
 from bench.devices import BACKENDS
 from bench.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, BenchError
+from bench.sweep_file import add_config_option, parse_args
 from bench.zoo.recipes import (
     DEFAULT_CALIBRATION_SIZE,
     DEFAULT_QAT_EPOCHS,
@@ -158,6 +160,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def add_gate_options(parser: argparse.ArgumentParser, baseline: bool) -> None:
+    """The regression gate's options, shared by `run --baseline` and `compare` (and the
+    sweep file's [gate] table: same names, dashes as underscores)."""
+    if baseline:
+        parser.add_argument("--baseline", metavar="REF", default=None,
+                            help="after the sweep, judge it against REF: a run id, latest, a "
+                            "label, or last:K (the K newest completed runs); exit 1 when "
+                            "something regressed")
+    parser.add_argument("--min-effect", type=float, default=None, metavar="PCT",
+                        help="smallest slowdown that fails the gate, percent (default 5)")
+    parser.add_argument("--alpha", type=float, default=None, metavar="PCT",
+                        help="chance of a false alarm on a clean night, over all its "
+                        "benchmarks, percent (default 5)")
+    strict = ("--gate-strict",) if baseline else ("--strict", "--gate-strict")
+    parser.add_argument(*strict, dest="gate_strict", action="store_true", default=None,
+                        help="also fail (exit 1) on suspect and not comparable benchmarks")
+    parser.add_argument("--junit", type=Path, default=None, metavar="FILE",
+                        help="write the verdicts as JUnit XML (one test case per benchmark)")
+    parser.add_argument("--markdown", type=Path, default=None, metavar="FILE",
+                        help="write the verdicts as Markdown (for a PR or chat message)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--store", type=Path, default=Path("results") / "bench.sqlite",
@@ -178,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     # what was given on its command line; `bench.commands.run` fills in the defaults.
     run = commands.add_parser("run", parents=[common, dashboards],
                               help="build variants and measure them on devices")
+    add_config_option(run)
     run.add_argument("--models", type=_models, default=None,
                      help="zoo names or model files, comma-separated; KEY=VALUE items belong "
                      "to the model before them (default "
@@ -248,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                      type=_seconds(0.0, True), default=None,
                      help="when another harness is measuring a device's machine, wait for it "
                      "(for ever, or at most SECONDS) instead of giving up")
+    add_gate_options(run, baseline=True)
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-dashboard", action="store_true",
                      help="do not build the HTML dashboard at the end")
@@ -285,22 +311,44 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("options", nargs=argparse.REMAINDER,
                             help="the experiment's own options")
 
-    commands.add_parser("runs", parents=[common], help="runs in the store")
+    runs = commands.add_parser("runs", parents=[common], help="runs in the store")
+    runs.add_argument("--label", default=None, help="only runs with exactly this label")
+    runs.add_argument("--device", metavar="NAME", default=None,
+                      help="only runs that measured device NAME")
+    for name, side in (("--since", "at or after"), ("--until", "before")):
+        runs.add_argument(name, metavar="WHEN", default=None,
+                          help=f"only runs started {side} WHEN: an ISO date or datetime in "
+                          "UTC (2024-05-01, 2024-05-01T13:30) or an age (7d, 12h, 30m)")
+    runs.add_argument("--limit", metavar="N", type=_positive_int, default=None,
+                      help="the newest N runs that pass the filters")
+    runs.add_argument("--format", choices=("table", "json"), default="table")
+    prune = commands.add_parser(
+        "prune", parents=[common],
+        help="delete old runs from the store, keeping the ones gates use as baselines")
+    prune.add_argument("--older-than", metavar="AGE", required=True,
+                       help="runs started before AGE: an age (30d, 12h, 30m) or an ISO date "
+                       "or datetime in UTC")
+    prune.add_argument("--keep-baselines", metavar="K", type=_count, default=10,
+                       help="keep the newest K completed runs of every benchmark and device "
+                       "fingerprint (default 10: what --baseline last:10 reads)")
+    prune.add_argument("--dry-run", action="store_true",
+                       help="say what would be deleted and kept; delete nothing")
+    prune.add_argument("--dashboards", type=Path, default=None, metavar="DIR",
+                       help="also remove the deleted runs' dashboard folders under DIR and "
+                       "rewrite DIR/index.html")
     compare = commands.add_parser(
         "compare", parents=[common],
         help="did anything get slower? NEW against BASE, judged on round medians")
+    add_config_option(compare)
     compare.add_argument("base", help="a run id, latest, a label, or last:K (the K newest "
                          "completed runs before NEW)")
     compare.add_argument("new", nargs="?", default="latest",
                          help="a run id or label (default: the latest completed run)")
-    compare.add_argument("--min-effect", type=float, default=5.0, metavar="PCT",
-                         help="smallest slowdown that fails the gate, percent (default 5)")
-    compare.add_argument("--alpha", type=float, default=5.0, metavar="PCT",
-                         help="chance of a false alarm on a clean night, over all its "
-                         "benchmarks, percent (default 5)")
+    add_gate_options(compare, baseline=False)
     compare.add_argument("--format", choices=("table", "md", "json"), default="table")
-    compare.add_argument("--strict", action="store_true",
-                         help="also fail (exit 1) on suspect and not comparable benchmarks")
+    compare.add_argument("--confirm", metavar="RUN",
+                         help="a re-run of NEW's suspects (a run id or label): each suspect is "
+                         "judged again on it alone, against the same baseline")
     report = commands.add_parser("report", parents=[common, dashboards],
                                  help="the report of a stored run")
     report.add_argument("run_id", nargs="?", type=_run_id, help="default: the latest run")
@@ -331,7 +379,7 @@ def install_signal_handlers() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)  # with the sweep file's defaults
     install_signal_handlers()
     try:
         if args.command == "run":
@@ -354,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.commands.runs import list_runs
 
             return list_runs(args)
+        if args.command == "prune":
+            from bench.commands.prune import prune_command
+
+            return prune_command(args)
         if args.command == "compare":
             from bench.commands.compare import compare_command
 

@@ -32,6 +32,7 @@ give; K = 3 and 10 from the baseline runs themselves).
    (AR(1) iterations inside each round) against tests on round medians.
 
 Usage: python benchmarks/gate_simulation.py [--nights 1000] [--store results/bench.sqlite]
+                                            [--label A]
                                             [--exports results/runs] [--seed 2026]
                                             [--sigma-w 0.18 --sigma-u 0.08]
 """
@@ -84,9 +85,11 @@ Runs = dict[tuple, dict[str, list[float]]]  # benchmark -> run id -> log round m
 
 # -- 1. the machine's noise ---------------------------------------------------------------
 
-def store_runs(path: Path) -> tuple[Runs, str | None, list[np.ndarray]]:
-    """Usable log round medians of completed runs, per benchmark and run; the hostname;
-    the within-round log iterations of each round (for the autocorrelation)."""
+def store_runs(path: Path, label: str | None = None
+               ) -> tuple[Runs, str | None, list[np.ndarray]]:
+    """Usable log round medians of completed runs (with `label`: only runs so labelled),
+    per benchmark and run; the hostname; the within-round log iterations of each round
+    (for the autocorrelation)."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         rows = db.execute(
@@ -97,7 +100,8 @@ def store_runs(path: Path) -> tuple[Runs, str | None, list[np.ndarray]]:
             "JOIN device_rounds d ON d.run_id = r.run_id AND d.device = c.device "
             "AND d.round = r.round "
             "WHERE runs.status = 'completed' AND r.status = 'ok' AND r.summary_us > 0 "
-            "AND d.finished_at IS NOT NULL").fetchall()
+            "AND d.finished_at IS NOT NULL AND (? IS NULL OR runs.label = ?)",
+            (label, label)).fetchall()
         hosts = {json.loads(h).get("hostname") for (h,) in
                  db.execute("SELECT host FROM runs WHERE status = 'completed'")}
     finally:
@@ -229,10 +233,11 @@ def machine_noise(args) -> tuple[float, float, np.ndarray | None, float | None,
     residuals, share, iterations = None, None, None
     sigma_w = sigma_u = None
     if args.store.exists():
-        runs, host, raw = store_runs(args.store)
+        runs, host, raw = store_runs(args.store, args.label)
         found = estimate(runs)
         iterations = lag1(raw)
-        print(f"   store {args.store} (read-only): {found.runs} completed run(s), "
+        print(f"   store {args.store} (read-only{f', label {args.label}' if args.label else ''}"
+              f"): {found.runs} completed run(s), "
               f"{found.benchmarks} benchmarks, {found.rounds} usable rounds")
         if found.sigma_w is not None:
             print(f"   sigma_w = {found.sigma_w * 100:.1f}% ({found.within_df} df)")
@@ -597,6 +602,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nights", type=int, default=1000)
     parser.add_argument("--store", type=Path, default=REPO / "results" / "bench.sqlite")
+    parser.add_argument("--label", default=None,
+                        help="only the store's runs with this label (e.g. the A runs of "
+                        "benchmarks/gate_real_check.py: one configuration)")
     parser.add_argument("--exports", type=Path, default=REPO / "results" / "runs")
     parser.add_argument("--sigma-w", type=float, default=None)
     parser.add_argument("--sigma-u", type=float, default=None)

@@ -139,3 +139,21 @@ def wait_for_store(workdir: Path, query: str, at_least: int, timeout: float = 12
                 raise
             continue
     raise AssertionError(f"the store never had {at_least} for {query!r}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium through playwright (tests/browser.py): a failure in CI
+    when it is missing, a skip elsewhere."""
+    from tests.browser import CHROMIUM, launch
+
+    if not Path(CHROMIUM).is_file():
+        message = f"{CHROMIUM} missing: `make test` installs Debian's chromium"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()

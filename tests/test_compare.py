@@ -13,6 +13,7 @@ import time
 import pytest
 
 from bench.cli import main
+from bench.regress.decision import Verdict
 from bench.synthetic import make_store
 
 
@@ -102,9 +103,83 @@ def test_a_benchmark_without_history_is_new_and_passes(nights, capsys):
 @pytest.mark.parametrize("args, message", [
     (["no-such-run"], "no run 'no-such-run'"),
     (["last:0"], "last:K takes a positive number"),
-    (["latest", "--min-effect", "0"], "--min-effect is a percentage"),
+    (["latest", "--min-effect", "0"], "--min-effect 0: a percentage in (0, 100)"),
 ])
 def test_usage_errors_exit_2(nights, capsys, args, message):
     path, _ = nights
     code, _, err = run(path, *args, capsys=capsys)
     assert code == 2 and message in err
+
+
+def test_a_suspect_is_judged_again_on_a_re_run_alone(nights, capsys):
+    """--confirm RUN: the night's suspects judged on the re-run alone (same baseline); a
+    slow re-run confirms, a clean one does not, and nothing else changes."""
+    path, ids = nights
+    night = ids[-1]
+    factor = None
+    for step in range(2, 60):  # the smallest slowdown the night calls suspect
+        slow_down(path, night, "mobilenet_v2", "int8", 1.0 + step / 100)
+        code, text, _ = run(path, "last:3", night, "--format", "json", capsys=capsys)
+        verdict = next(b["verdict"] for b in json.loads(text)["benchmarks"]
+                       if b["benchmark"]["model"] == "mobilenet_v2"
+                       and b["benchmark"]["recipe"] == "int8")
+        slow_down(path, night, "mobilenet_v2", "int8", 1.0 / (1.0 + step / 100))
+        if verdict == "suspect":
+            factor = 1.0 + step / 100
+            break
+    assert factor is not None, "no slowdown made a suspect"
+    slow_down(path, night, "mobilenet_v2", "int8", factor)
+    time.sleep(1.05)
+    clean = make_store(path, models=2, recipes=("fp32", "int8"), rounds=8, seed=11,
+                       failures=False, label="re-run-clean")
+    time.sleep(1.05)
+    slow = make_store(path, models=2, recipes=("fp32", "int8"), rounds=8, seed=12,
+                      failures=False, label="re-run-slow")
+    slow_down(path, slow, "mobilenet_v2", "int8", 1.5)
+
+    code, out, _ = run(path, "last:3", night, "--confirm", "re-run-slow", capsys=capsys)
+    assert code == 1
+    line = next(ln for ln in out.splitlines() if "mobilenet_v2 int8" in ln)
+    assert line.startswith("regressed (re-run)")
+    assert "regressed: mobilenet_v2 int8 on local/xnnpack/t1: confirmation: " in out
+    assert sum(ln.startswith(("unchanged", "inconclusive", "suspect", "improved"))
+               for ln in out.splitlines()) == 3  # the others as the night judged them
+
+    code, out, _ = run(path, "last:3", night, "--confirm", clean, capsys=capsys)
+    assert code == 0
+    line = next(ln for ln in out.splitlines() if "mobilenet_v2 int8" in ln)
+    assert "(re-run)" in line and not line.startswith("regressed")
+    code, _, err = run(path, "last:3", night, "--confirm", night, capsys=capsys)
+    assert code == 2 and "not the night itself" in err
+
+
+def test_unsure_benchmarks_get_a_design_suggestion_worst_first():
+    """Suspect and inconclusive rows say what catching 10% would take: a number of rounds
+    and baseline runs, or that run-to-run variance makes it impossible; at most DESIGNS."""
+    import numpy as np
+
+    from bench.commands import compare as module
+    from bench.regress.decision import compare as judge
+    from bench.regress.history import Benchmark
+
+    rng = np.random.default_rng(5)
+
+    def night(sigma_u: float) -> list[list[float]]:
+        return [list(1000 * np.exp(rng.normal(0, sigma_u) + rng.normal(0, 0.03, 6)))
+                for _ in range(6)]
+
+    rows = []
+    for i, sigma_u in enumerate([0.2] * 25 + [0.004]):
+        runs = night(sigma_u)
+        result = judge(runs[-1], runs[:-1])
+        rows.append(module.Row(Benchmark(f"m{i}", "fp32", "d", "xnnpack", 1), result, []))
+    module.suggest(rows, 0.05)
+    unsure = [r for r in rows if r.comparison.verdict in (Verdict.SUSPECT,
+                                                           Verdict.INCONCLUSIVE)]
+    assert len(unsure) > module.DESIGNS
+    assert all(r.design for r in unsure[:module.DESIGNS])
+    assert not any(r.design for r in unsure[module.DESIGNS:])
+    noisy = next(r for r in unsure if r.comparison.run_to_run_sd > 0.1)
+    assert noisy.design.startswith("undetectable at any n and K: run-to-run sd")
+    table = module.render_table(rows, ["a"], "b")
+    assert "to catch a 10% slowdown with power 95% at this night's level:" in table

@@ -17,26 +17,12 @@ from bench.analysis import analyse
 from bench.report.dashboard.build import build_dashboard
 from bench.store.sqlite import SQLiteStore
 from bench.synthetic import make_store
-from tests.browser import CHROMIUM, launch, visit
-from tests.conftest import IN_CI, REPO
+from tests.browser import visit
+from tests.conftest import REPO
 
 HOSTILE = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "../../etc/passwd",
            "n" * 300, "Модель-量子 ✓ $x$"]
 ARTIFACTS = Path(os.environ.get("BENCH_TEST_ARTIFACTS", REPO / "build" / "test-artifacts"))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).is_file():
-        message = f"{CHROMIUM} missing: `make test` installs Debian's chromium"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
 
 
 def dashboard(root: Path, **options) -> Path:

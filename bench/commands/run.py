@@ -21,6 +21,8 @@ from bench import __version__
 from bench.accuracy.evaluator import DEFAULT_AGREEMENT_INPUTS, Evaluator, parse_accuracy
 from bench.analysis import analyse
 from bench.cli import DEFAULT_DEVICES, DEFAULT_MODELS
+from bench.commands.gate import GateOptions, Judgement, gate_options, judge, publish
+from bench.commands.gate import check as check_gate
 from bench.devices import Device, load_devices
 from bench.errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from bench.forecast import forecast
@@ -136,10 +138,13 @@ def run_command(args: argparse.Namespace) -> int:
     if args.resume is None:
         settings = new_settings(args)
         checked(settings, args)  # every usage error before anything is built or stored
+    gate = gate_options(args, args.baseline)
     store = open_store(args.store)
     try:
         if args.resume is not None:
             settings = resume_settings(args, store)
+        check_gate(store, gate)
+        args.gate = gate
         return _run(args, store, settings)
     finally:
         store.close()
@@ -326,11 +331,16 @@ def _sweep(args, store: Store, settings: dict, run_id: str, session: int, protoc
     analysis = analyse(facts)
     export = write_export(analysis, facts, Path(args.store).parent / "runs" / f"{run_id}.json")
     print(to_table(analysis))
+    judgement = judge_run(args.gate, store, run_id)  # recorded before the trends page reads it
     dashboard = None if args.no_dashboard else \
         build_run_dashboard(analysis, store, args.dashboards)
     print(f"\nrun {run_id}: conversions {conversion_s:.1f}s, measurement {measurement_s:.1f}s; "
           f"store {args.store}{f', export {export}' if export else ''}"
           f"{f'; dashboard {dashboard}' if dashboard else ''}")
+    gate_code = EXIT_OK
+    if judgement is not None:
+        print()
+        gate_code = publish(judgement, args.gate)
     for name, why in outcome.unusable.items():
         say(f"bench: device {name} could not be used: {why}")
     for name, why in outcome.lost.items():
@@ -342,7 +352,20 @@ def _sweep(args, store: Store, settings: dict, run_id: str, session: int, protoc
     if args.strict and outcome.failed:
         say(f"bench: {outcome.failed} cell(s) failed (--strict)")
         return EXIT_DEVICE
-    return EXIT_OK
+    if gate_code != EXIT_OK:
+        say(f"bench: the gate failed the run against {args.gate.ref} (exit {gate_code})")
+    return gate_code
+
+
+def judge_run(gate: GateOptions, store: Store, run_id: str) -> Judgement | None:
+    """The gate's verdicts on the run just measured, recorded in the store (what it was
+    judged against, for the trends page and `bench prune`); None without --baseline."""
+    if gate.ref is None:
+        return None
+    found = judge(store, run_id, gate, first_night=True)
+    store.save_gate(run_id, ref=gate.ref, min_effect=gate.min_effect, alpha=gate.alpha,
+                    baseline_ids=found.base_ids if found.baseline.runs else [])
+    return found
 
 
 def wait_seconds(value: float | None) -> float | None:
@@ -355,9 +378,10 @@ def wait_seconds(value: float | None) -> float | None:
 def build_run_dashboard(analysis, store: Store, root: Path) -> Path | None:
     """The run's HTML dashboard; a failure is one line (the store has every result)."""
     from bench.report.dashboard.build import build_dashboard
+    from bench.report.dashboard.trends import build_trends
 
     try:
-        return build_dashboard(analysis, root, store.runs())
+        built = build_dashboard(analysis, root, store.runs())
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - the results are stored; say so in one line
@@ -365,6 +389,8 @@ def build_run_dashboard(analysis, store: Store, root: Path) -> Path | None:
         say(f"bench: could not write the dashboard under {root} ({type(exc).__name__}: {why});"
             f" the store has everything: `bench report {analysis.run['id']} --format html`")
         return None
+    build_trends(root, store, say)  # store-wide: beside the index, which links to it
+    return built
 
 
 def write_export(analysis, facts, path: Path) -> Path | None:

@@ -62,6 +62,24 @@ class Store(ABC):
     @abstractmethod
     def set_run_status(self, run_id: str, status: str) -> None: ...
 
+    @abstractmethod
+    def delete_run(self, run_id: str) -> None:
+        """Remove the run and every fact that belongs to it, all or nothing (`bench prune`:
+        a half-deleted run would read as a run with missing rounds). An unknown id is a
+        UsageError. The caller decides what may go; the store only deletes."""
+
+    @abstractmethod
+    def save_gate(self, run_id: str, *, ref: str, min_effect: float, alpha: float,
+                  baseline_ids: list[str]) -> None:
+        """A regression gate's decision about the run: the baseline as given, its
+        thresholds (fractions) and every run it was judged against (`bench prune` keeps
+        those)."""
+
+    @abstractmethod
+    def gates(self, run_id: str | None = None) -> list[dict]:
+        """The gate records of a run (or of every run), oldest first; `baseline_ids` a
+        list."""
+
     # what was measured
     @abstractmethod
     def save_device(self, run_id: str, session: int, device: dict) -> None:

@@ -1,5 +1,5 @@
-"""The store's schema, as portable SQL: the tables of facts (version 2, then 3's and 4's
-additions).
+"""The store's schema, as portable SQL: the tables of facts (version 2, then 3's, 4's and
+5's additions).
 
 Types are the standard ones (TEXT, INTEGER, DOUBLE PRECISION); keys are text made by the
 harness (a cell's id is a hash of its key), never engine-generated. JSON columns hold
@@ -217,8 +217,23 @@ CREATE TABLE evaluations (
 );
 """
 
+# Version 5: the regression gate's decisions: what a run was judged against and how
+# (`bench run --baseline`, `bench compare --record`). The verdicts themselves are not
+# stored: they follow from these inputs and the runs' rounds, which `bench prune` keeps.
+TO_V5 = """
+CREATE TABLE gates (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    judged_at TEXT NOT NULL,            -- ISO 8601 UTC
+    ref TEXT NOT NULL,                  -- as given: a run id, latest, a label, last:K
+    min_effect DOUBLE PRECISION NOT NULL,  -- fractions
+    alpha DOUBLE PRECISION NOT NULL,
+    baseline_ids TEXT NOT NULL,         -- JSON: every run some benchmark was judged against
+    PRIMARY KEY (run_id, judged_at)
+);
+"""
+
 TABLES = ("runs", "sessions", "run_devices", "variants", "cells", "device_rounds", "rounds",
-          "evaluations")
+          "evaluations", "gates")
 
 
 def statements(script: str) -> list[str]:
@@ -232,7 +247,7 @@ def statements(script: str) -> list[str]:
 def columns(table: str) -> list[str]:
     """The columns of a table, in order: version 2's, then those later versions added
     (from the schema text: one place)."""
-    script = TO_V4 if f"CREATE TABLE {table} (" in TO_V4 else TABLES_V2
+    script = next((v for v in (TO_V4, TO_V5) if f"CREATE TABLE {table} (" in v), TABLES_V2)
     start = script.index(f"CREATE TABLE {table} (")
     body = script[start:script.index(");", start)].splitlines()[1:]
     names = []

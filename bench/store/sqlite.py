@@ -19,7 +19,15 @@ from bench.keys import KEY_COLUMNS, CellKey
 from bench.results import RoundContext, RoundResult
 from bench.store import migrate_v1
 from bench.store.base import RunFacts, Store
-from bench.store.schema import TABLES_V2, TO_V3, TO_V4, columns, statements
+from bench.store.schema import (
+    TABLES,
+    TABLES_V2,
+    TO_V3,
+    TO_V4,
+    TO_V5,
+    columns,
+    statements,
+)
 from bench.timeutil import utc_now
 
 Migration = str | Callable[[sqlite3.Connection], None]
@@ -28,8 +36,9 @@ MIGRATIONS: list[Migration] = [
     migrate_v1.to_v2,  # 1 -> 2: facts as columns, sessions, devices, device rounds
     TO_V3,  # 2 -> 3: each variant's ops, MACs and weight scheme
     TO_V4,  # 3 -> 4: accuracy evaluations
+    TO_V5,  # 4 -> 5: the regression gate's decisions
 ]
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class SQLiteStore(Store):
@@ -169,6 +178,39 @@ class SQLiteStore(Store):
         finished = None if status == "running" else utc_now()
         self._write("UPDATE runs SET status = ?, finished_at = ? WHERE id = ?",
                     (status, finished, run_id))
+
+    def delete_run(self, run_id: str) -> None:
+        if self.readonly:
+            raise RuntimeError("the store was opened read-only")
+        # Children first, the run last: the same order works where foreign keys are enforced.
+        children = [table for table in TABLES if table != "runs"]
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if self.db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                raise UsageError(f"no run {run_id!r} in {self.path}; `bench runs` lists them")
+            for table in children:
+                self._write(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            self._write("DELETE FROM runs WHERE id = ?", (run_id,))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        # No VACUUM: it rewrites the whole file (up to twice its size on disk), cannot run
+        # while another harness holds the store open for writing, and the freed pages are
+        # reused by the next runs anyway. Whoever wants the file smaller can VACUUM offline.
+
+    def save_gate(self, run_id: str, *, ref: str, min_effect: float, alpha: float,
+                  baseline_ids: list[str]) -> None:
+        self._write("INSERT INTO gates (run_id, judged_at, ref, min_effect, alpha, "
+                    "baseline_ids) VALUES (?, ?, ?, ?, ?, ?)",
+                    (run_id, utc_now(), ref, min_effect, alpha, json.dumps(baseline_ids)))
+
+    def gates(self, run_id: str | None = None) -> list[dict]:
+        rows = self._rows("SELECT * FROM gates" + (" WHERE run_id = ?" if run_id else "") +
+                          " ORDER BY judged_at", (run_id,) if run_id else ())
+        for row in rows:
+            row["baseline_ids"] = json.loads(row["baseline_ids"])
+        return rows
 
     # what was measured
     def save_device(self, run_id: str, session: int, device: dict) -> None:

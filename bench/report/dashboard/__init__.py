@@ -3,6 +3,8 @@
 Layout (one folder per run, an index of runs above them):
 
     dashboards/index.html                  every run in the store; built ones linked
+    dashboards/trends.html                 the latest night's verdicts, change points, latency
+                                           per benchmark across runs (`trends.py`)
     dashboards/RUN/index.html              overview: speedups first, the paper check, cells
     dashboards/RUN/device-NAME-HASH.html   per device: environment, int8 path, warnings
     dashboards/RUN/model-NAME-HASH.html    per model: variants, sizes, ops, agreement

@@ -22,6 +22,7 @@ from bench.store.liveness import shown_status
 from bench.timeutil import utc_now
 
 INDEX = "index.html"
+TRENDS = "trends.html"  # store-wide, beside the index (`trends.py`)
 
 
 PACKAGE = "bench.report.dashboard"
@@ -38,6 +39,7 @@ def _environment() -> Environment:
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     env.globals.update(
         style=_asset("dashboard.css"), script=script, harness_version=__version__,
+        trends_link=False,
         csp=(f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
              "base-uri 'none'; form-action 'none'"))
     return env
@@ -70,9 +72,10 @@ def build_dashboard(analysis: Analysis, root: Path, runs: list[dict]) -> Path:
     generated = utc_now()
     pages = run_pages(analysis)
     draw_pages(analysis, pages)
+    trends = (root / TRENDS).is_file()  # built from the store, after the run's pages
     for page in pages:
         html = env.get_template(page.template).render(page=page, generated=generated,
-                                                      run=analysis.run)
+                                                      run=analysis.run, trends_link=trends)
         _write(inside(folder, folder / page.file), html)
     write_index(root, runs, env)
     return folder / INDEX
@@ -94,7 +97,8 @@ def write_index(root: Path, runs: list[dict], env: Environment | None = None) ->
             Cell(str(run["failed"]), run["failed"]),
             Cell(run.get("label") or ""),
         ])
-    page = Page("index.html", INDEX, "bench runs", tables={"runs": table})
+    page = Page("index.html", INDEX, "bench runs", tables={"runs": table},
+                extra={"trends": (root / TRENDS).is_file()})
     path = inside(root, root / INDEX)
     _write(path, env.get_template(page.template).render(page=page, generated=utc_now(),
                                                         run=None))
