@@ -43,10 +43,11 @@ $(OLD_VENV)/.installed:
 run: venv assets
 	$(PY) -m bench run $(ARGS)
 
-# The nightly recipe (README, "Nightly jobs"): the sweep file, gated on the last 10 nights.
+# The nightly recipe (README, "Nightly jobs"): the sweep file, gated on the last 10 nights;
+# the verdicts beside the store (the file's own paths are relative to the file's folder).
 NIGHTLY ?= examples/nightly/nightly.toml
 nightly: venv assets
-	$(PY) -m bench run --config $(NIGHTLY) --baseline last:10 $(ARGS)
+	$(PY) -m bench run --config $(NIGHTLY) --baseline last:10 --junit results/gate-junit.xml --markdown results/gate.md $(ARGS)
 
 # Debian packages the tests use as real parts: OpenSSH's server (the SSH transport tests),
 # the adb client (the system-adb transport, against the ADB device emulator in tests/),

@@ -354,3 +354,6 @@ def test_prune_removes_dashboard_folders_and_rewrites_the_index(old_nights, tmp_
     assert index != "stale" and f"rewrote {dashboards / 'index.html'}" in out
     assert ids["recent"] in index and ids["nights"][5] in index
     assert all(gone not in index for gone in ids["nights"][2:5])
+    trends = (dashboards / "trends.html").read_text()  # rebuilt too: no link to a pruned run
+    assert f"rewrote {dashboards / 'trends.html'}" in out
+    assert all(gone not in trends for gone in ids["nights"][2:5])

@@ -161,6 +161,11 @@ def delete_runs(args: argparse.Namespace, plan: Plan) -> tuple[list[dict], list[
             notes = remove_dashboards(args.dashboards, [r["id"] for r in deleted], False)
             if args.dashboards.is_dir():
                 notes.append(f"rewrote {write_index(args.dashboards, store.runs())}")
+                from bench.report.dashboard.trends import build_trends
+
+                trends = build_trends(args.dashboards, store, notes.append)
+                if trends is not None:  # else the line saying why is in the notes
+                    notes.append(f"rewrote {trends}")
     finally:
         store.close()
     return deleted, notes
