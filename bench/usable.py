@@ -77,7 +77,7 @@ def gate_cells(facts: RunFacts) -> list[dict]:
         usable = sorted((r for r in rounds if r["usable"]), key=lambda r: r["round"])
         status, _ = cell_status(cell, rounds, usable)
         found.append({**{name: cell[name] for name in KEY_COLUMNS}, "status": status,
-                      "sha256": cell.get("sha256"),
+                      "sha256": cell.get("sha256"), "pilot_rounds": cell.get("pilot_rounds"),
                       "medians_us": [r["summary_us"] for r in usable]})
     return found
 

@@ -104,6 +104,8 @@ def test_a_benchmark_without_history_is_new_and_passes(nights, capsys):
     (["no-such-run"], "no run 'no-such-run'"),
     (["last:0"], "last:K takes a positive number"),
     (["latest", "--min-effect", "0"], "--min-effect 0: a percentage in (0, 100)"),
+    (["latest", "last:3"], "'last:3' names several runs; give one run id, latest or a label"),
+    (["last:3", "--confirm", "last:2"], "'last:2' names several runs"),
 ])
 def test_usage_errors_exit_2(nights, capsys, args, message):
     path, _ = nights

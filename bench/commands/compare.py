@@ -35,7 +35,7 @@ from bench.regress.history import (
     Measured,
     RunCache,
     completed_runs,
-    resolve,
+    resolve_run,
 )
 from bench.store import open_store
 
@@ -201,7 +201,7 @@ def baseline_runs(rows: list[Row], store) -> list[str]:
     return [r["id"] for r in store.runs() if r["id"] in used]
 
 
-def _ratio(c: Comparison) -> str:
+def ratio_text(c: Comparison) -> str:
     interval = c.ratio_interval
     if c.ratio is None:
         return "-"
@@ -225,7 +225,7 @@ def render_table(rows: list[Row], base_ids: list[str], new_id: str) -> str:
              f"{level})"]
     header = ("verdict", "benchmark", "ratio", "rounds", "what changed")
     table = [(str(r.comparison.verdict) + (" (re-run)" if r.confirmed_by else ""),
-              r.benchmark.label, _ratio(r.comparison),
+              r.benchmark.label, ratio_text(r.comparison),
               _rounds(r.comparison),
               ", ".join(r.changed) or "-") for r in rows]
     widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h)
@@ -260,7 +260,7 @@ def render_markdown(rows: list[Row], base_ids: list[str], new_id: str) -> str:
              f"{', '.join(f'`{cell(b)}`' for b in base_ids)}", "",
              "| verdict | benchmark | new / baseline | what changed |", "|---|---|---|---|"]
     lines += [f"| {r.comparison.verdict} | {cell(r.benchmark.label)} | "
-              f"{cell(_ratio(r.comparison))} | {cell(', '.join(r.changed) or '-')} |"
+              f"{cell(ratio_text(r.comparison))} | {cell(', '.join(r.changed) or '-')} |"
               for r in rows]
     return "\n".join(lines)
 
@@ -287,8 +287,8 @@ def compare_command(args: argparse.Namespace) -> int:
     options = gate_options(args, args.base)
     store = open_store(args.store, readonly=True)
     try:
-        (new_id,) = resolve(store, args.new)
-        again = resolve(store, args.confirm)[0] if args.confirm else None
+        new_id = resolve_run(store, args.new)
+        again = resolve_run(store, args.confirm) if args.confirm else None
         judgement = judge(store, new_id, options, confirm_id=again)
     finally:
         store.close()

@@ -62,22 +62,10 @@ def check(store: Store, options: GateOptions) -> None:
     `latest` and `last:K` may find nothing (the first night passes, every benchmark new)."""
     if options.ref is None:
         return
-    baseline(store, options.ref, None, first_night=True)
+    resolve_baseline(store, options.ref, first_night=True)
     for path in (options.junit, options.markdown):
         if path is not None and path.is_dir():
             raise UsageError(f"{path} is a folder: --junit and --markdown name files")
-
-
-def baseline(store: Store, ref: str, new_id: str | None, first_night: bool) -> Baseline:
-    """What REF names; with `first_night`, `latest` or `last:K` with no earlier completed
-    run is no baseline at all (a nightly's first night), not an error."""
-    try:
-        return resolve_baseline(store, ref, before=new_id)
-    except UsageError:
-        last = ref.startswith("last:") and ref[5:].isdigit() and int(ref[5:]) > 0
-        if first_night and (ref == "latest" or last):
-            return Baseline(ref, [])  # no earlier completed run: the first night
-        raise
 
 
 @dataclass
@@ -90,7 +78,7 @@ class Judgement:
 
 def judge(store: Store, new_id: str, options: GateOptions, first_night: bool = False,
           confirm_id: str | None = None) -> Judgement:
-    found = baseline(store, options.ref, new_id, first_night)
+    found = resolve_baseline(store, options.ref, new_id, first_night)
     if new_id in found.runs:
         raise UsageError(f"run {new_id} cannot be its own baseline")
     runs = RunCache(store)

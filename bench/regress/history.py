@@ -45,6 +45,7 @@ class Measured:
     sha256: str | None
     fingerprint: str | None
     versions: dict = field(default_factory=dict)  # runtime, converter, harness, runner
+    pilot_rounds: int | None = None  # rounds planned from a pilot: its interval is Stein's
 
 
 @dataclass
@@ -79,6 +80,7 @@ def run_benchmarks(store: Store, run_id: str) -> RunBenchmarks:
                         int(cell["threads"]))] = Measured(
             run_id=run_id, started_at=str(facts.run["started_at"]),
             medians_us=[float(m) for m in cell["medians_us"]], sha256=cell.get("sha256"),
+            pilot_rounds=cell["pilot_rounds"],
             fingerprint=fingerprint(device),
             versions={"runtime": " ".join(str(device[k]) for k in ("runtime_name",
                                                                     "runtime_version")
@@ -95,6 +97,10 @@ class RunCache:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._found: dict[str, RunBenchmarks] = {}
+
+    def add(self, run_id: str, found: RunBenchmarks) -> None:
+        """A run read elsewhere (e.g. by a worker process)."""
+        self._found[run_id] = found
 
     def __call__(self, run_id: str) -> RunBenchmarks:
         if run_id not in self._found:
@@ -118,16 +124,36 @@ class Baseline:
     per_benchmark: int | None = None
 
 
-def resolve_baseline(store: Store, ref: str, before: str | None = None) -> Baseline:
-    """A run id, `latest` or a label: those runs. `last:K`: every completed run before
-    `before` is a candidate, K per benchmark (`Baseline.per_benchmark`)."""
-    if ref.startswith("last:") and ref not in {r["id"] for r in store.runs()}:
-        count = _last_count(ref)
-        done = _completed_before(store, before)
+def resolve_baseline(store: Store, ref: str, before: str | None = None,
+                     first_night: bool = False) -> Baseline:
+    """What a baseline reference names, among the completed runs before `before`: a run
+    id, `latest` or a label (that run); `last:K` (every such run a candidate, K per
+    benchmark: `Baseline.per_benchmark`). With `first_night`, `latest` or `last:K` finding
+    no completed run is no baseline at all (a nightly's first night), not an error."""
+    runs = store.runs()
+    if ref in {r["id"] for r in runs}:
+        return Baseline(ref, [ref])
+    done = _completed_before(runs, before)
+    if ref == "latest" or ref.startswith("last:"):
+        count = None if ref == "latest" else _last_count(ref)
         if not done:
+            if first_night:
+                return Baseline(ref, [], count)
             raise UsageError("no completed run to compare with (`bench runs` lists them)")
-        return Baseline(ref, [r["id"] for r in done], count)
-    return Baseline(ref, resolve(store, ref, before))
+        return Baseline(ref, [r["id"] for r in done] if count else [done[-1]["id"]], count)
+    labelled = [r for r in done if r.get("label") == ref]
+    if labelled:
+        return Baseline(ref, [labelled[-1]["id"]])
+    raise UsageError(f"no run {ref!r} in the store: give a run id (`bench runs`), latest, "
+                     "last:K or a run label")
+
+
+def resolve_run(store: Store, ref: str) -> str:
+    """The one run a reference names: a run id, `latest` or a label (`last:K` names
+    several, so it is a usage error here)."""
+    if ref.startswith("last:") and ref not in {r["id"] for r in store.runs()}:
+        raise UsageError(f"{ref!r} names several runs; give one run id, latest or a label")
+    return resolve_baseline(store, ref).runs[0]
 
 
 def _last_count(ref: str) -> int:
@@ -140,34 +166,10 @@ def _last_count(ref: str) -> int:
     return count
 
 
-def _completed_before(store: Store, before: str | None) -> list[dict]:
-    runs = store.runs()
-    done = completed_runs(store)
+def _completed_before(runs: list[dict], before: str | None) -> list[dict]:
+    """The completed runs (oldest first) that started before run `before`."""
+    done = [r for r in runs if r["status"] == "completed"]
     if before is not None:
         cut = next((r["started_at"] for r in runs if r["id"] == before), None)
         done = [r for r in done if r["id"] != before and (cut is None or r["started_at"] < cut)]
     return done
-
-
-def resolve(store: Store, ref: str, before: str | None = None) -> list[str]:
-    """Run ids for a reference: a run id, `latest` (the newest completed run before
-    `before`), `last:K` (the K newest completed runs before it) or a label (the newest
-    completed run with that label before it)."""
-    ids = [r["id"] for r in store.runs()]
-    if ref in ids:
-        return [ref]
-    done = _completed_before(store, before)
-    if ref == "latest":
-        if not done:
-            raise UsageError("no completed run to compare with (`bench runs` lists them)")
-        return [done[-1]["id"]]
-    if ref.startswith("last:"):
-        count = _last_count(ref)
-        if not done:
-            raise UsageError("no completed run to compare with (`bench runs` lists them)")
-        return [r["id"] for r in done[-count:]]
-    labelled = [r for r in done if r.get("label") == ref]
-    if labelled:
-        return [labelled[-1]["id"]]
-    raise UsageError(f"no run {ref!r} in the store: give a run id (`bench runs`), latest, "
-                     "last:K or a run label")
