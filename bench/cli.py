@@ -29,6 +29,7 @@ from bench.zoo.recipes import (
     parse_recipes,
 )
 
+KEEP_BASELINES = 10  # bench prune keeps what a nightly `--baseline last:10` reads
 DEFAULT_MODELS = ("mobilenet_v2:imagenet", "mobilenet_v1")  # trained weights where the zoo has them
 DEFAULT_DEVICES = ("local",)
 FORMATS = ("table", "csv", "json", "md", "html")
@@ -328,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--older-than", metavar="AGE", required=True,
                        help="runs started before AGE: an age (30d, 12h, 30m) or an ISO date "
                        "or datetime in UTC")
-    prune.add_argument("--keep-baselines", metavar="K", type=_count, default=10,
+    prune.add_argument("--keep-baselines", metavar="K", type=_count, default=KEEP_BASELINES,
                        help="keep the newest K completed runs of every benchmark and device "
                        "fingerprint (default 10: what --baseline last:10 reads)")
     prune.add_argument("--dry-run", action="store_true",

@@ -28,3 +28,10 @@ class DeviceUnavailable(BenchError):
     """A device that could not be used at all."""
 
     exit_code = EXIT_DEVICE
+
+
+def one_line(exc: BaseException) -> str:
+    """An unexpected failure as one line of a message: its type, and the OS's own words
+    where it has them."""
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"{type(exc).__name__}: {why}"

@@ -94,7 +94,8 @@ def locate(config: Path | None, folder: Path = Path(".")) -> tuple[Path, bool] |
     for name in DEFAULT_FILES:
         if (folder / name).is_file():
             candidate = folder / name
-            if name != "pyproject.toml" or "bench" in _read(candidate).get("tool", {}):
+            tool = _read(candidate).get("tool") if name == "pyproject.toml" else None
+            if name != "pyproject.toml" or (isinstance(tool, dict) and "bench" in tool):
                 return candidate, False
     return None
 
@@ -269,9 +270,9 @@ class _Validator:
         return text
 
     def _resolve(self, text: str) -> str:
-        path = Path(text)
-        if path.is_absolute() or text.startswith("~"):
-            return text
+        path = Path(text).expanduser()  # what the shell does to ~ on a command line
+        if path.is_absolute():
+            return str(path)
         return str(self.folder / path)
 
 

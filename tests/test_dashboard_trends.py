@@ -269,7 +269,11 @@ def test_a_trends_failure_is_one_line_not_an_exception(step, tmp_path):
     root = tmp_path / "a-file"
     root.write_text("not a folder")
     said: list[str] = []
-    assert build_trends(root, path, said.append) is None
+    store = opened(path)
+    try:
+        assert build_trends(root, store, said.append) is None
+    finally:
+        store.close()
     assert len(said) == 1 and "could not write the trends page" in said[0]
     assert "\n" not in said[0]
 

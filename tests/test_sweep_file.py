@@ -124,7 +124,7 @@ markdown = "out/gate.md"
     assert args.store == ci / "results" / "bench.sqlite"
     assert args.cache == elsewhere / "cache"  # absolute: as is
     assert args.devices_dir == ci / ".." / "devices"
-    assert args.dashboards == Path("~/dash")  # the user's home, expanded where it is used
+    assert args.dashboards == Path.home() / "dash"  # ~ expanded as a shell would (no "~" folder)
     assert args.train_data == str(ci / "train")
     assert args.calibration == str(ci / "calib")
     assert args.accuracy == ["foolbox-imagenet", str(ci / "data" / "val")]  # names stay names
@@ -270,3 +270,12 @@ def test_cli_a_bad_file_exits_2_before_anything_runs(workdir):
     assert done.returncode == 2
     assert "bench run: error: bench.toml: key 'min_efect' in [gate]: unknown key; did you " \
         "mean 'min_effect'?" in done.stderr
+
+
+def test_a_pyproject_whose_tool_is_not_a_table_is_not_a_sweep_file(tmp_path):
+    """A default ./pyproject.toml is read for [tool.bench] only when `tool` is a table: a
+    stray `tool = 1` is not this tool's business, and no crash."""
+    from bench.sweep_file import locate
+
+    (tmp_path / "pyproject.toml").write_text("tool = 1\n")
+    assert locate(None, tmp_path) is None

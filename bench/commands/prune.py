@@ -24,7 +24,6 @@ from bench.store import Store, open_store
 from bench.store.liveness import shown_status
 
 PRUNABLE = ("completed", "failed", "interrupted", "incomplete")
-DEFAULT_KEEP_BASELINES = 10  # what a nightly `--baseline last:10` reads
 
 
 @dataclass
@@ -44,10 +43,12 @@ def is_live(run: dict) -> bool:
     return run["status"] == "running" and shown_status(run) == "running"
 
 
-def gate_baseline_ids(store: Store, run_id: str) -> list[str]:
-    """The run ids the run's gates judged it against (`Store.gates`)."""
-    return [i for gate in store.gates(run_id) for i in gate["baseline_ids"]
-            if isinstance(i, str)]
+def gate_baselines(store: Store) -> dict[str, list[str]]:
+    """Per run, the run ids its recorded gates judged it against (one query)."""
+    found: dict[str, list[str]] = {}
+    for gate in store.gates():
+        found.setdefault(gate["run_id"], []).extend(gate["baseline_ids"])
+    return found
 
 
 def baseline_reasons(store: Store, runs: list[dict], keep: int) -> dict[str, str]:
@@ -71,7 +72,7 @@ def baseline_reasons(store: Store, runs: list[dict], keep: int) -> dict[str, str
     reasons = {}
     for run_id, keys in held.items():
         benchmark, fingerprint = keys[0]
-        hardware = (f" (hardware {fingerprint or 'unknown'})"
+        hardware = (f" (hardware {fingerprint or 'not reported'})"
                     if len(prints[benchmark]) > 1 else "")
         more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
         reasons[run_id] = f"baseline: newest {keep} of {benchmark.label}{hardware}{more}"
@@ -95,9 +96,10 @@ def make_plan(store: Store, cutoff: datetime, keep: int) -> Plan:
     # Every run that stays may name its gate's baseline runs; those stay too (transitively).
     old_ids = {run["id"] for run in old}
     staying = [run["id"] for run in runs if run["id"] not in old_ids or run["id"] in plan.kept]
+    judged_against = gate_baselines(store)
     while staying:
         run_id = staying.pop()
-        for named in gate_baseline_ids(store, run_id):
+        for named in judged_against.get(run_id, []):
             if named in old_ids and named not in plan.kept:
                 plan.kept[named] = f"baseline of run {run_id} (its recorded gate)"
                 staying.append(named)
@@ -152,8 +154,9 @@ def delete_runs(args: argparse.Namespace, plan: Plan) -> tuple[list[dict], list[
             current = now.get(run["id"])
             if current is None:
                 continue
-            if is_live(current):
-                plan.kept[run["id"]] = "started running while prune ran"
+            if is_live(current) or current["status"] != run["status"]:
+                # resumed since the plan (perhaps finished: then it may be a baseline now)
+                plan.kept[run["id"]] = "resumed while prune ran"
                 continue
             store.delete_run(run["id"])
             deleted.append(run)

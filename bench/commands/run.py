@@ -24,7 +24,7 @@ from bench.cli import DEFAULT_DEVICES, DEFAULT_MODELS
 from bench.commands.gate import GateOptions, Judgement, gate_options, judge, publish
 from bench.commands.gate import check as check_gate
 from bench.devices import Device, load_devices
-from bench.errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_OK, UsageError
+from bench.errors import EXIT_DEVICE, EXIT_INTERRUPTED, EXIT_OK, UsageError, one_line
 from bench.forecast import forecast
 from bench.keys import ReferenceKey
 from bench.measure.environment import host_environment
@@ -385,9 +385,8 @@ def build_run_dashboard(analysis, store: Store, root: Path) -> Path | None:
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - the results are stored; say so in one line
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        say(f"bench: could not write the dashboard under {root} ({type(exc).__name__}: {why});"
-            f" the store has everything: `bench report {analysis.run['id']} --format html`")
+        say(f"bench: could not write the dashboard under {root} ({one_line(exc)}); the store "
+            f"has everything: `bench report {analysis.run['id']} --format html`")
         return None
     build_trends(root, store, say)  # store-wide: beside the index, which links to it
     return built

@@ -56,7 +56,8 @@ def measured_devices(store: Store, run_id: str) -> set[str]:
             | {cell["device"] for cell in facts.cells if cell["status"] in (OK, FAILED)})
 
 
-def select_runs(store: Store, args: argparse.Namespace, now: datetime) -> list[dict]:
+def select_runs(store: Store, stored: list[dict], args: argparse.Namespace,
+                now: datetime) -> list[dict]:
     """The store's runs that pass the filters, oldest first; `--limit`: the newest N.
     Cheap filters go first, so the device filter reads only the runs it must."""
     since = parse_when(args.since, "--since", now) if args.since else None
@@ -64,7 +65,7 @@ def select_runs(store: Store, args: argparse.Namespace, now: datetime) -> list[d
     if since is not None and until is not None and since >= until:
         raise UsageError(f"--since {args.since} is not before --until {args.until}: no run "
                          "can match")
-    runs = [run for run in store.runs()
+    runs = [run for run in stored
             if (args.label is None or run["label"] == args.label)
             and (since is None or started(run) >= since)
             and (until is None or started(run) < until)]
@@ -83,8 +84,9 @@ def list_runs(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     store = open_store(args.store, readonly=True)
     try:
-        stored = len(store.runs())
-        runs = select_runs(store, args, now)
+        every = store.runs()
+        runs = select_runs(store, every, args, now)
+        stored = len(every)
     finally:
         store.close()
     if args.format == "json":
@@ -125,17 +127,16 @@ def report(args: argparse.Namespace) -> int:
         if run_id is None:
             raise UsageError(f"no runs in {args.store}; run `python -m bench run` first")
         facts = store.facts(run_id)
-        runs = store.runs()
+        if args.format == "html":
+            from bench.report.dashboard.trends import build_trends
+
+            root = args.output or args.dashboards
+            path = write_dashboard(analyse(facts), root, store.runs())
+            build_trends(root, store, lambda line: print(line, file=sys.stderr))
+            print(path)
+            return EXIT_OK
     finally:
         store.close()
-    if args.format == "html":
-        path = write_dashboard(analyse(facts), args.output or args.dashboards, runs)
-        from bench.report.dashboard.trends import build_trends
-
-        build_trends(args.output or args.dashboards, args.store,
-                     lambda line: print(line, file=sys.stderr))
-        print(path)
-        return EXIT_OK
     text = render_format(analyse(facts), args.format)
     if args.format == "table":
         text = f"run {run_id} ({facts.run['status']})\n" + text

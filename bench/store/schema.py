@@ -218,7 +218,7 @@ CREATE TABLE evaluations (
 """
 
 # Version 5: the regression gate's decisions: what a run was judged against and how
-# (`bench run --baseline`, `bench compare --record`). The verdicts themselves are not
+# (`bench run --baseline`). The verdicts themselves are not
 # stored: they follow from these inputs and the runs' rounds, which `bench prune` keeps.
 TO_V5 = """
 CREATE TABLE gates (

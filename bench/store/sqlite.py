@@ -206,8 +206,9 @@ class SQLiteStore(Store):
                     (run_id, utc_now(), ref, min_effect, alpha, json.dumps(baseline_ids)))
 
     def gates(self, run_id: str | None = None) -> list[dict]:
-        rows = self._rows("SELECT * FROM gates" + (" WHERE run_id = ?" if run_id else "") +
-                          " ORDER BY judged_at", (run_id,) if run_id else ())
+        one = run_id is not None
+        rows = self._rows("SELECT * FROM gates" + (" WHERE run_id = ?" if one else "") +
+                          " ORDER BY judged_at", (run_id,) if one else ())
         for row in rows:
             row["baseline_ids"] = json.loads(row["baseline_ids"])
         return rows

@@ -7,22 +7,11 @@ or there are only a few plots, they are drawn here, one after another.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
-
 from bench.analysis import Analysis
+from bench.report.dashboard.forked import SERIAL_BELOW, fork_map
 from bench.report.dashboard.pages import Figure, Page, Wanted
 
-SERIAL_BELOW = 6  # plots: fewer than this are drawn here (a pool costs more than it saves)
-_ANALYSIS: Analysis | None = None  # what forked workers draw from
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (the affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+_ANALYSIS: Analysis | None = None  # what forked workers draw from (inherited, not pickled)
 
 
 def _draw(wanted: Wanted) -> Figure | None:
@@ -31,18 +20,12 @@ def _draw(wanted: Wanted) -> Figure | None:
 
 
 def draw_all(analysis: Analysis, wanted: list[Wanted], workers: int | None = None) -> dict:
-    """{Wanted: Figure or None}, each plot drawn once."""
+    """{Wanted: Figure or None}, each plot drawn once (fewer than SERIAL_BELOW: here)."""
     global _ANALYSIS
     unique = list(dict.fromkeys(wanted))
-    workers = workers or min(usable_cpus(), 8)
-    fork = "fork" in multiprocessing.get_all_start_methods()
-    if workers < 2 or len(unique) < SERIAL_BELOW or not fork:
-        return {w: w.draw(analysis) for w in unique}
     _ANALYSIS = analysis
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) \
-                as pool:
-            drawn = list(pool.map(_draw, unique, chunksize=max(1, len(unique) // (workers * 4))))
+        drawn = fork_map(_draw, unique, workers, SERIAL_BELOW)
     finally:
         _ANALYSIS = None
     return dict(zip(unique, drawn, strict=True))

@@ -8,15 +8,21 @@ Where fork is not available, or the items are few, the map runs here, in order.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
-from bench.report.dashboard.draw import usable_cpus
-
 T = TypeVar("T")
 R = TypeVar("R")
 SERIAL_BELOW = 6  # items: fewer run here (a pool costs more than it saves)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (the affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def forking(items: int, workers: int | None = None, serial_below: int = SERIAL_BELOW) -> int:

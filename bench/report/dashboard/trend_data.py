@@ -1,20 +1,21 @@
 """What the trends page shows, as data: each benchmark's runs, its change points, and the
 gate's verdicts of the latest night.
 
-Every verdict is the gate's own (`bench.regress.decision`, `bench.commands.compare`):
+Every verdict is the gate's rule (`bench.regress.decision`, `bench.commands.compare`):
 the latest night is `compare_runs` against the run's own gate settings (else `last:10`),
-and a change point is the gate's rule applied run by run (a run against up to 10 earlier
-runs of the benchmark on the same hardware, judged with the night's other benchmarks),
-so the page never disagrees with `bench compare`.
+exactly what `bench compare` says; a change point is the same rule applied run by run (a
+run against up to 10 earlier runs of the benchmark on the same hardware, judged with the
+night's other benchmarks) but without the longer history `compare_runs` adds, so for the
+newest run a change point and the night's verdict can differ where that history matters.
 
-Reading a run's benchmarks costs an analysis of the run (~0.1 s for 100 cells), so each
-run is read once, and on every core (forked workers, each with its own read-only store).
+Each shown run is read once (on every core: forked workers, each with its own read-only
+store), and the night's judgement reads them from the same `RunCache`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from bench.regress.decision import ALPHA, MIN_EFFECT, Comparison, Verdict, compa
 from bench.regress.history import (
     Benchmark,
     Measured,
+    RunBenchmarks,
+    RunCache,
     completed_runs,
     resolve_baseline,
     run_benchmarks,
@@ -120,44 +123,40 @@ def _plan_night(store, completed: list[dict]) -> Night:
     return night
 
 
-def _judge_night(store, night: Night) -> list[Row]:
-    return compare_runs(store, night.base_ids, night.run_id, night.settings.min_effect,
-                        night.settings.alpha, per_benchmark=night.per_benchmark)
-
-
-def _task(item: tuple) -> dict[Benchmark, Measured] | list[Row] | str:
-    """In a worker, with a read-only store of its own: ("run", path, id) -> that run's
-    benchmarks; ("night", path, Night) -> the gate's rows of the night (or why not)."""
-    kind, path, what = item
-    store = open_store(Path(path), readonly=True)
+def _judge_night(store, night: Night, runs: RunCache) -> list[Row] | str:
+    """The gate's rows of the night (or why not), reading the runs `runs` already holds
+    from there."""
     try:
-        if kind == "night":
-            return _guarded(lambda: _judge_night(store, what))
-        return run_benchmarks(store, what).benchmarks
-    finally:
-        store.close()
-
-
-def _guarded(judge: Callable[[], list[Row]]) -> list[Row] | str:
-    try:
-        return judge()
+        return compare_runs(store, night.base_ids, night.run_id, night.settings.min_effect,
+                            night.settings.alpha, per_benchmark=night.per_benchmark,
+                            runs=runs)
     except (UsageError, ValueError) as exc:
         return f"No verdicts: the gate could not judge this night ({exc})."
 
 
-def _load(store, run_ids: list[str], night: Night,
-          workers: int | None) -> tuple[list[dict], list[Row] | str | None]:
-    """Every run's benchmarks (in order) and the night's rows (None: not judged), on
-    every core when the store is a file a worker can open."""
-    judged = night.run_id is not None and night.message is None
+def _read(item: tuple[str, str]) -> RunBenchmarks:
+    """In a worker, with a read-only store of its own: that run's benchmarks."""
+    path, run_id = item
+    store = open_store(Path(path), readonly=True)
+    try:
+        return run_benchmarks(store, run_id)
+    finally:
+        store.close()
+
+
+def _load(store, run_ids: list[str], workers: int | None) -> RunCache:
+    """Every shown run's benchmarks, on every core when the store is a file a worker can
+    open; the cache the night's judgement then reads them from."""
+    cache = RunCache(store)
     path = getattr(store, "path", None)
-    if path is None or not forking(len(run_ids) + judged, workers, SERIAL_BELOW):
-        found = [run_benchmarks(store, run_id).benchmarks for run_id in run_ids]
-        return found, (_guarded(lambda: _judge_night(store, night)) if judged else None)
-    items = ([("night", str(path), night)] if judged else []) + \
-        [("run", str(path), run_id) for run_id in run_ids]  # the night first: the longest
-    done = fork_map(_task, items, workers, SERIAL_BELOW)
-    return (done[1:], done[0]) if judged else (done, None)
+    if path is None or not forking(len(run_ids), workers, SERIAL_BELOW):
+        for run_id in run_ids:
+            cache(run_id)
+        return cache
+    for run_id, found in zip(run_ids, fork_map(_read, [(str(path), r) for r in run_ids],
+                                               workers, SERIAL_BELOW), strict=True):
+        cache.add(run_id, found)
+    return cache
 
 
 def change_points(nights: Sequence[dict[Benchmark, Measured]], min_effect: float = MIN_EFFECT,
@@ -191,23 +190,31 @@ def change_points(nights: Sequence[dict[Benchmark, Measured]], min_effect: float
     return found
 
 
+def _usable(measured: Measured) -> bool:
+    """Round medians the gate can judge: some, every one a positive finite latency."""
+    return bool(measured.medians_us) and all(v > 0 and math.isfinite(v)
+                                             for v in measured.medians_us)
+
+
 def collect(store, max_runs: int = MAX_RUNS, workers: int | None = None) -> Trends:
     """Everything the trends page shows, each run's benchmarks read once."""
     completed = completed_runs(store)
     shown = completed[-max_runs:] if max_runs > 0 else []
     night = _plan_night(store, completed)
-    nights, rows = _load(store, [r["id"] for r in shown], night, workers)
-    if isinstance(rows, str):
-        night.message = rows
-    elif rows is not None:
-        night.rows = rows
-        used = {run_id for row in rows for run_id in row.baseline}
-        night.base_ids = [run_id for run_id in night.base_ids if run_id in used]
+    cache = _load(store, [r["id"] for r in shown], workers)
+    if night.run_id is not None and night.message is None:
+        rows = _judge_night(store, night, cache)
+        if isinstance(rows, str):
+            night.message = rows
+        else:
+            night.rows = rows
+            used = {run_id for row in rows for run_id in row.baseline}
+            night.base_ids = [run_id for run_id in night.base_ids if run_id in used]
+    nights = [{benchmark: measured for benchmark, measured in cache(r["id"]).benchmarks.items()
+               if _usable(measured)} for r in shown]
     history: dict[Benchmark, list[Measured]] = {}
     for benchmarks in nights:
         for benchmark, measured in benchmarks.items():
-            if measured.medians_us and all(v > 0 and math.isfinite(v)
-                                           for v in measured.medians_us):
-                history.setdefault(benchmark, []).append(measured)
+            history.setdefault(benchmark, []).append(measured)
     changes = change_points(nights, night.settings.min_effect, night.settings.alpha)
     return Trends(shown, len(completed), history, changes, night)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from jinja2 import Environment
 
-from bench.commands.compare import ORDER
-from bench.measure.stats import log_t_interval
+from bench.commands.compare import ORDER, ratio_text
+from bench.errors import one_line
+from bench.measure.stats import estimate
 from bench.regress.decision import Comparison, Verdict
 from bench.regress.history import Benchmark, Measured
 from bench.report.dashboard.build import (
@@ -34,7 +35,7 @@ from bench.report.dashboard.tables import Cell, Table
 from bench.report.dashboard.trend_data import MAX_RUNS, PREVIOUS_RUNS, Trends, collect
 from bench.report.table import DASH
 from bench.report.trend_plot import CI_TEXT, Mark, RunPoint, trend_plot
-from bench.store import Store, open_store
+from bench.store import Store
 from bench.timeutil import utc_now
 
 VERDICT_CLASSES = {Verdict.REGRESSED: "bad", Verdict.SUSPECT: "warn",
@@ -60,13 +61,6 @@ def run_href(root: Path, run_id: str) -> str | None:
     return f"{folder}/{INDEX}" if (root / folder / INDEX).is_file() else None
 
 
-def _ratio(c: Comparison) -> str:
-    if c.ratio is None:
-        return DASH
-    interval = c.ratio_interval
-    return f"{c.ratio:.3f}x" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
-
-
 def _verdict(c: Comparison) -> Cell:
     return Cell(str(c.verdict), ORDER.index(c.verdict) if c.verdict in ORDER else None,
                 cls=VERDICT_CLASSES.get(c.verdict, ""))
@@ -87,7 +81,7 @@ def night_table(trends: Trends, plotted: set[Benchmark]) -> Table | None:
             _verdict(c),
             Cell(row.benchmark.label, href=f"#{anchor(row.benchmark)}"
                  if row.benchmark in plotted else None),
-            Cell(_ratio(c), c.ratio),
+            Cell(ratio_text(c), c.ratio),
             Cell(str(c.rounds) if c.verdict is not Verdict.NOT_COMPARABLE else DASH,
                  c.rounds if c.verdict is not Verdict.NOT_COMPARABLE else None),
             Cell(str(c.baseline_runs) if c.tested else DASH,
@@ -110,7 +104,7 @@ def changes_table(trends: Trends, root: Path) -> Table | None:
             Cell(change.at.run_id, href=run_href(root, change.at.run_id), cls="mono"),
             Cell(change.at.started_at[:19].replace("T", " ")),
             Cell(change.benchmark.label, href=f"#{anchor(change.benchmark)}"),
-            _verdict(c), Cell(_ratio(c), c.ratio),
+            _verdict(c), Cell(ratio_text(c), c.ratio),
             Cell(str(c.baseline_runs), c.baseline_runs),
             Cell(change.before.run_id, href=run_href(root, change.before.run_id), cls="mono"),
             Cell(", ".join(change.changed) or DASH)])
@@ -118,8 +112,9 @@ def changes_table(trends: Trends, root: Path) -> Table | None:
 
 
 def point(measured: Measured) -> RunPoint:
-    """A run's geometric mean of round medians with its within-run 95% t-interval."""
-    found = log_t_interval(measured.medians_us)
+    """A run's geometric mean of round medians with its within-run 95% interval: the one
+    the run's own report shows (Stein's when its rounds were planned from a pilot)."""
+    found = estimate(measured.medians_us, measured.pilot_rounds)
     return RunPoint(measured.run_id, measured.started_at, found.value, found.low, found.high,
                     found.n, measured.fingerprint)
 
@@ -194,22 +189,14 @@ def write_trends(root: Path, store, max_runs: int = MAX_RUNS, workers: int | Non
     return path
 
 
-def build_trends(root: Path, store: Store | Path, say: Callable[[str], None]) -> Path | None:
+def build_trends(root: Path, store: Store, say: Callable[[str], None]) -> Path | None:
     """`write_trends` after a command stored or built what it was asked for: a failure is
-    one line (`say`), never lost results. `store`: open already, or the path of one to
-    open read-only."""
+    one line (`say`), never lost results."""
     try:
-        if isinstance(store, Store):
-            return write_trends(root, store)
-        opened = open_store(Path(store), readonly=True)
-        try:
-            return write_trends(root, opened)
-        finally:
-            opened.close()
+        return write_trends(root, store)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - the results are stored; say so in one line
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        say(f"bench: could not write the trends page under {root} ({type(exc).__name__}: "
-            f"{why}); the store has everything: `bench report --format html` rebuilds it")
+        say(f"bench: could not write the trends page under {root} ({one_line(exc)}); the "
+            "store has everything: `bench report --format html` rebuilds it")
         return None
